@@ -1,0 +1,78 @@
+"""The one place that reads the environment: every setting is a ``VOICEBOT_*`` variable.
+
+A ``.env`` file in the working directory is read too. Nothing else in the package calls
+``os.environ`` for configuration (the flow loader's ``${NAME}`` substitution is content, not
+configuration, and reads the environment through :meth:`Settings.flow_env`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where an all-MiniLM-L6-v2 ONNX export may already be, in the layout Chroma's default
+# embedding function uses (``<dir>/onnx/model.onnx``): an explicit setting wins, then Chroma's
+# own download cache, then the models folder that sits beside a checkout of this repository.
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_MODEL_CANDIDATES = (
+    Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2",
+    Path.home() / ".cache" / "voicebot" / "models" / "all-MiniLM-L6-v2",
+    _REPO_ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2",
+)
+
+
+class Settings(BaseSettings):
+    """voicebot's configuration. Each field is read from ``VOICEBOT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEBOT_", env_file=".env", extra="ignore", env_file_encoding="utf-8"
+    )
+
+    bot_dir: Path = Field(
+        default=Path("."), description="The bot: a directory holding flows/ and knowledge/."
+    )
+    data_dir: Path = Field(
+        default=Path("data"), description="Where calls, indexes and caches are written."
+    )
+    embedding_model_dir: Path | None = Field(
+        default=None,
+        description="Directory of the all-MiniLM-L6-v2 ONNX export (containing onnx/model.onnx).",
+    )
+    embedding_threads: int = Field(
+        default=1, ge=1, description="onnxruntime intra-op threads for the sentence embedder."
+    )
+    intent_threshold: float = Field(
+        default=0.55,
+        ge=0.0,
+        le=1.0,
+        description="Below this confidence an utterance is out of scope (intent null).",
+    )
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=False, description="One JSON object per log line.")
+    webhook_timeout: float = Field(
+        default=5.0, gt=0, description="Default timeout (s) for action webhooks without one."
+    )
+    max_flow_file_bytes: int = Field(default=1024 * 1024, description="Largest flow file read.")
+
+    def resolved_model_dir(self) -> Path | None:
+        """The first directory that holds the embedding model, or None when there is none."""
+        candidates = [self.embedding_model_dir] if self.embedding_model_dir else []
+        candidates += list(_MODEL_CANDIDATES)
+        for candidate in candidates:
+            if candidate is not None and (candidate / "onnx" / "model.onnx").is_file():
+                return candidate
+        return None
+
+    @staticmethod
+    def flow_env() -> dict[str, str]:
+        """The variables that ``${NAME}`` in flow files may use."""
+        return dict(os.environ)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

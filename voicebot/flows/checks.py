@@ -1,0 +1,363 @@
+"""The second validation pass: references between flows, steps, intents, queues and actions.
+
+The schema pass proved every file has the right shape; this pass proves the pieces fit:
+every ``next`` lands somewhere, every step can be reached, every name used is defined, and every
+template and condition parses and uses only names that exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from voicebot.flows import expressions as ex
+from voicebot.flows.errors import FlowIssue
+from voicebot.flows.schema import (
+    ActionStep,
+    AnswerStep,
+    Branch,
+    CallStep,
+    CollectStep,
+    ConversationTest,
+    EndStep,
+    Flow,
+    HandoffStep,
+    LlmStep,
+    MenuStep,
+    RepeatStep,
+    SayStep,
+    SetStep,
+    StepBase,
+)
+from voicebot.flows.yaml_source import PathKey, SourceMap
+
+if TYPE_CHECKING:
+    from voicebot.flows.loader import LoadedBot
+
+END = "end"
+_JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+
+
+def step_label(step: StepBase, index: int) -> str:
+    return f"'{step.id}'" if step.id else f"{index + 1} ({step.kind})"
+
+
+def known_slots(flows: dict[str, Flow]) -> set[str]:
+    """Every slot that some step can fill: collect, set and action ``save``."""
+    slots: set[str] = {"callback_number"}  # filled by the callback offer of a handoff
+    for flow in flows.values():
+        for step, _ in walk_steps(flow):
+            if isinstance(step, CollectStep):
+                slots.add(step.collect)
+            elif isinstance(step, SetStep):
+                slots.update(step.set)
+            elif isinstance(step, ActionStep):
+                slots.update(step.save)
+    return slots
+
+
+def inline_steps(step: StepBase) -> Iterator[tuple[str, StepBase]]:
+    """The inline steps held in a step's ``on_*`` keys (``on_fail: {handoff: billing}``)."""
+    for key in ("on_fail", "on_error", "on_no_answer", "on_limit", "closed", "fallback"):
+        value = getattr(step, key, None)
+        if isinstance(value, StepBase):
+            yield key, value
+
+
+def walk_steps(flow: Flow) -> Iterator[tuple[StepBase, PathKey]]:
+    """Every step of a flow, inline ones included, with its path below the flow."""
+
+    def visit(step: StepBase, path: PathKey) -> Iterator[tuple[StepBase, PathKey]]:
+        yield step, path
+        for key, inner in inline_steps(step):
+            yield from visit(inner, (*path, key))
+
+    for i, step in enumerate(flow.steps):
+        yield from visit(step, ("steps", i))
+
+
+def targets(step: StepBase) -> Iterator[tuple[str, PathKey]]:
+    """Every place a step can go by name, with the path of the key that names it."""
+    yield from _next_targets(step.next, ("next",))
+    if isinstance(step, MenuStep):
+        for i, option in enumerate(step.options):
+            yield from _next_targets(option.next, ("options", i, "next"))
+    for key in ("on_fail", "on_error", "on_no_answer", "on_limit", "closed", "fallback"):
+        value = getattr(step, key, None)
+        if isinstance(value, str):
+            yield value, (key,)
+
+
+def _next_targets(value: str | list[Branch] | None, path: PathKey) -> Iterator[tuple[str, PathKey]]:
+    if isinstance(value, str):
+        yield value, path
+    elif isinstance(value, list):
+        for i, branch in enumerate(value):
+            key = "else" if branch.otherwise is not None else "then"
+            yield branch.target, (*path, i, key)
+
+
+def falls_through(step: StepBase) -> bool:
+    """Whether running the step can continue with the step written after it."""
+    if isinstance(step, EndStep | RepeatStep):
+        return False
+    if isinstance(step, HandoffStep):
+        return False
+    if isinstance(step.next, str):
+        return False
+    if isinstance(step.next, list) and any(b.otherwise is not None for b in step.next):
+        return False
+    if isinstance(step, MenuStep):
+        return any(o.next is None for o in step.options)
+    return True
+
+
+@dataclass
+class _Checker:
+    bot: LoadedBot
+    source_map: SourceMap
+    broken: set[str]
+
+    def __post_init__(self) -> None:
+        d = self.bot.definition
+        self.issues: list[FlowIssue] = []
+        self.slots = known_slots(d.flows)
+
+    def error(self, path: PathKey, message: str, *, warning: bool = False, key: bool = False) -> None:
+        position = self.source_map.key(path) if key else self.source_map.locate(path)
+        self.issues.append(FlowIssue(position, message, warning=warning))
+
+    # -- names ------------------------------------------------------------------------------
+
+    def queue(self, name: str, path: PathKey, where: str) -> None:
+        if name in self.broken:
+            return
+        if name not in self.bot.definition.queues and not ex.is_template(name):
+            self.error(path, f"{where} hands off to queue '{name}', which is not defined{self._hint(name, self.bot.definition.queues)}")
+
+    def intent(self, name: str, path: PathKey, where: str) -> None:
+        if name not in self.bot.definition.intents and name not in self.broken:
+            self.error(path, f"{where} uses intent '{name}', which is not defined{self._hint(name, self.bot.definition.intents)}")
+
+    def _hint(self, name: str, options: Any) -> str:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+        return f" (did you mean '{close[0]}'?)" if close else ""
+
+    def template(self, text: Any, path: PathKey, where: str) -> None:
+        if isinstance(text, list):
+            for i, item in enumerate(text):
+                self.template(item, (*path, i), where)
+            return
+        if isinstance(text, dict):
+            for k, item in text.items():
+                self.template(item, (*path, k), where)
+            return
+        if not isinstance(text, str) or not ex.is_template(text):
+            return
+        try:
+            refs = ex.check_template(text)
+        except ex.ExpressionError as exc:
+            self.error(path, f"{where} has a template that does not parse: {exc}")
+            return
+        self._refs(refs, path, where)
+
+    def condition(self, text: str, path: PathKey, where: str) -> None:
+        try:
+            refs = ex.check_condition(text)
+        except ex.ExpressionError as exc:
+            self.error(path, f"{where} has a condition that does not parse: {exc}")
+            return
+        self._refs(refs, path, where)
+
+    def _refs(self, refs: ex.References, path: PathKey, where: str) -> None:
+        for root in sorted(refs.roots - ex.ROOT_NAMES - _JINJA_GLOBALS):
+            self.error(path, f"{where} uses '{root}', which is not a known name (use one of: {', '.join(sorted(ex.ROOT_NAMES))})")
+        for slot in sorted(refs.slots - self.slots):
+            self.error(path, f"{where} uses slot '{slot}', which no step ever fills{self._hint(slot, self.slots)}")
+
+    # -- the bot ----------------------------------------------------------------------------
+
+    def run(self) -> list[FlowIssue]:
+        d = self.bot.definition
+        b = d.bot
+        if b.start is not None and b.start not in d.flows:
+            self.error(("bot", "start"), f"the bot starts with flow '{b.start}', which does not exist{self._hint(b.start, d.flows)}")
+        if b.default_queue is not None:
+            self.queue(b.default_queue, ("bot", "default_queue"), "the bot's default_queue")
+        if not d.queues:
+            self.error(("bot",), "no queues are defined; a handoff needs at least one queue", warning=True)
+        self.template(b.greeting, ("bot", "greeting"), "the greeting")
+        for i, trigger in enumerate(b.triggers):
+            path: PathKey = ("bot", "triggers", i)
+            where = f"trigger {i + 1}"
+            if trigger.intent is not None:
+                self.intent(trigger.intent, (*path, "intent"), where)
+            if trigger.condition is not None:
+                self.condition(trigger.condition, (*path, "if"), where)
+            self.step(trigger.step, path, where, None)
+        if isinstance(b.limits.on_limit, StepBase):
+            self.step(b.limits.on_limit, ("bot", "limits", "on_limit"), "limits.on_limit", None)
+        elif isinstance(b.limits.on_limit, str):
+            self.target(b.limits.on_limit, ("bot", "limits", "on_limit"), "limits.on_limit", None)
+        for name, intent in d.intents.items():
+            if not intent.examples:
+                self.error(("intents", name), f"intent '{name}' has no examples, so it can only be recognised with an LLM", warning=True)
+        for name, flow in d.flows.items():
+            self.flow(name, flow)
+        return self.issues
+
+    def flow(self, name: str, flow: Flow) -> None:
+        base: PathKey = ("flows", name)
+        for trigger in flow.triggers:
+            self.intent(trigger, (*base, "trigger"), f"flow '{name}'")
+        ids: dict[str, int] = {}
+        for i, step in enumerate(flow.steps):
+            if step.id is None:
+                continue
+            if step.id in ids:
+                self.error((*base, "steps", i, "id"), f"step id '{step.id}' is used twice in flow '{name}' (also step {ids[step.id] + 1})")
+            elif step.id == END:
+                self.error((*base, "steps", i, "id"), "'end' is reserved and cannot be a step id")
+            ids[step.id] = i
+        for step, path in walk_steps(flow):
+            where = f"step {step_label(step, path[1]) if len(path) == 2 else 'inline ' + step.kind} in flow '{name}'"  # type: ignore[arg-type]
+            self.step(step, (*base, *path), where, (name, flow, ids))
+        self.reachability(name, flow, ids)
+
+    def target(self, target: str, path: PathKey, where: str, scope: tuple[str, Flow, dict[str, int]] | None) -> None:
+        if target == END or target in self.bot.definition.flows or target in self.broken:
+            return
+        if scope is not None and target in scope[2]:
+            return
+        names = list(self.bot.definition.flows) + (list(scope[2]) if scope else [])
+        what = "step or flow" if scope else "flow"
+        self.error(path, f"{where} goes to '{target}', which is not a {what} that exists{self._hint(target, names)}")
+
+    def step(self, step: StepBase, path: PathKey, where: str, scope: tuple[str, Flow, dict[str, int]] | None) -> None:
+        d = self.bot.definition
+        for target, rel in targets(step):
+            self.target(target, (*path, *rel), where, scope)
+        if isinstance(step.next, list):
+            for i, branch in enumerate(step.next):
+                if branch.condition is not None:
+                    self.condition(branch.condition, (*path, "next", i, "if"), where)
+        for key, inner in inline_steps(step):
+            if scope is None:  # triggers and limits: inline steps are checked here
+                self.step(inner, (*path, key), where, None)
+        if isinstance(step, SayStep):
+            self.template(step.say, (*path, "say"), where)
+        elif isinstance(step, CollectStep):
+            for key in ("prompt", "reprompt"):
+                self.template(getattr(step, key), (*path, key), where)
+            if isinstance(step.confirm, str):
+                self.template(step.confirm, (*path, "confirm"), where)
+            for i, rejection in enumerate(step.rejections):
+                self.condition(rejection.condition, (*path, "rejections", i, "if"), where)
+                self.template(rejection.say, (*path, "rejections", i, "say"), where)
+            if step.length and (step.min_length or step.max_length):
+                self.error((*path, "length"), f"{where}: use 'length' or 'min_length'/'max_length', not both")
+            if step.min_length and step.max_length and step.min_length > step.max_length:
+                self.error((*path, "min_length"), f"{where}: min_length is larger than max_length")
+        elif isinstance(step, MenuStep):
+            self.template(step.prompt, (*path, "prompt"), where)
+            keys: dict[str, int] = {}
+            for i, option in enumerate(step.options):
+                if option.key is not None:
+                    if option.key in keys:
+                        self.error((*path, "options", i, "key"), f"{where}: key '{option.key}' is used by two options")
+                    keys[option.key] = i
+        elif isinstance(step, AnswerStep):
+            if step.answer:
+                self.template(step.answer, (*path, "answer"), where)
+        elif isinstance(step, ActionStep):
+            if step.action not in d.actions and step.action not in self.broken:
+                self.error((*path, "action"), f"{where} calls action '{step.action}', which is not defined{self._hint(step.action, d.actions)}")
+            self.template(step.args, (*path, "args"), where)
+            self.template(step.save, (*path, "save"), where)
+        elif isinstance(step, SetStep):
+            self.template(step.set, (*path, "set"), where)
+        elif isinstance(step, HandoffStep):
+            self.queue(step.handoff, (*path, "handoff"), where)
+            if isinstance(step.priority, str):
+                self.template(step.priority, (*path, "priority"), where)
+            self.template(step.announce, (*path, "announce"), where)
+            self.template(step.reason, (*path, "reason"), where)
+        elif isinstance(step, LlmStep):
+            for i, tool in enumerate(step.tools):
+                if tool not in d.actions:
+                    self.error((*path, "tools", i), f"{where} allows tool '{tool}', which is not a defined action")
+            if step.fallback is None:
+                self.error(path, f"{where} is an llm step without 'fallback'; with no LLM configured it does nothing", warning=True)
+        elif isinstance(step, CallStep):
+            if step.call not in d.flows and step.call not in self.broken:
+                self.error((*path, "call"), f"{where} calls flow '{step.call}', which does not exist{self._hint(step.call, d.flows)}")
+        elif isinstance(step, EndStep):
+            self.template(step.end, (*path, "end"), where)
+
+    def reachability(self, name: str, flow: Flow, ids: dict[str, int]) -> None:
+        reached = {0}
+        todo = [0]
+        while todo:
+            i = todo.pop()
+            step = flow.steps[i]
+            following: list[int] = []
+            if falls_through(step) and i + 1 < len(flow.steps):
+                following.append(i + 1)
+            all_targets = list(targets(step))
+            for _, inner in inline_steps(step):
+                all_targets.extend(targets(inner))
+                if falls_through(inner) and inner.next is None and i + 1 < len(flow.steps):
+                    following.append(i + 1)
+            following += [ids[t] for t, _ in all_targets if t in ids]
+            for j in following:
+                if j not in reached:
+                    reached.add(j)
+                    todo.append(j)
+        for i, step in enumerate(flow.steps):
+            if i not in reached:
+                self.error(("flows", name, "steps", i), f"step {step_label(step, i)} in flow '{name}' can never be reached: the step before it always goes elsewhere and no step jumps to it")
+
+
+def check_graph(bot: LoadedBot, broken: set[str] | None = None) -> list[FlowIssue]:
+    """Check references; names in ``broken`` failed the schema pass and count as defined."""
+    return _Checker(bot, bot.source_map, broken or set()).run()
+
+
+def check_tests(bot: LoadedBot, test: ConversationTest, smap: SourceMap, base: PathKey) -> list[FlowIssue]:
+    """Names used by a conversation test must exist in the bot, or the test could never pass."""
+    d = bot.definition
+    issues: list[FlowIssue] = []
+    slots = known_slots(d.flows)
+    step_ids = {s.id for f in d.flows.values() for s, _ in walk_steps(f) if s.id}
+
+    def err(path: PathKey, message: str) -> None:
+        issues.append(FlowIssue(smap.locate((*base, *path)), f"test '{test.name}': {message}"))
+
+    for name in test.mocks:
+        if name not in d.actions:
+            err(("mocks", name), f"mocks action '{name}', which is not defined")
+    for name in test.queues:
+        if name not in d.queues:
+            err(("queues", name), f"sets statistics for queue '{name}', which is not defined")
+    for i, step in enumerate(test.steps):
+        e = step.expect
+        if e is None:
+            continue
+        path: PathKey = ("steps", i, "expect")
+        if e.intent is not None and e.intent not in d.intents:
+            err((*path, "intent"), f"expects intent '{e.intent}', which is not defined")
+        if e.flow is not None and e.flow not in d.flows:
+            err((*path, "flow"), f"expects flow '{e.flow}', which does not exist")
+        if e.step is not None and e.step not in step_ids:
+            err((*path, "step"), f"expects step '{e.step}', which no flow has")
+        if e.slots:
+            for slot in e.slots:
+                if slot not in slots:
+                    err((*path, "slots", slot), f"expects slot '{slot}', which no step fills")
+        if not isinstance(e.handoff, bool) and e.handoff is not None and e.handoff.queue:
+            if e.handoff.queue not in d.queues:
+                err((*path, "handoff", "queue"), f"expects queue '{e.handoff.queue}', which is not defined")
+    return issues

@@ -1,0 +1,661 @@
+"""The flow language as pydantic models: the contract in ../shared/design/flow-language.md.
+
+Every model forbids unknown keys, so a misspelt key is an error with a line number instead of a
+setting that silently does nothing. Keys added beyond the contract are marked "extension" and
+documented in docs/flows.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+Text = str | list[str]
+"""A line to speak; a list picks one at random."""
+
+COLLECT_TYPES = (
+    "text",
+    "digits",
+    "number",
+    "yes_no",
+    "date",
+    "time",
+    "phone",
+    "email",
+    "choice",
+    "card_number",
+)
+CollectType = Literal[
+    "text", "digits", "number", "yes_no", "date", "time", "phone", "email", "choice", "card_number"
+]
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+STEP_KEYS = (
+    "say",
+    "collect",
+    "menu",
+    "answer",
+    "action",
+    "set",
+    "handoff",
+    "llm",
+    "call",
+    "end",
+    "repeat",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# --- next and branches ----------------------------------------------------------------------
+
+
+class Branch(_Strict):
+    """One branch of a conditional ``next``: ``{if: expr, then: target}`` or ``{else: target}``."""
+
+    condition: str | None = Field(default=None, alias="if")
+    then: str | None = None
+    otherwise: str | None = Field(default=None, alias="else")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Branch:
+        if self.otherwise is not None:
+            if self.condition is not None or self.then is not None:
+                raise PydanticCustomError(
+                    "branch_shape", "an 'else' branch cannot also have 'if' or 'then'"
+                )
+        elif self.condition is None or self.then is None:
+            raise PydanticCustomError(
+                "branch_shape", "a branch needs 'if' and 'then', or only 'else'"
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.otherwise if self.otherwise is not None else (self.then or "")
+
+
+Next = str | list[Branch]
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+class StepBase(_Strict):
+    id: str | None = None
+    next: Next | None = None
+
+    @property
+    def kind(self) -> str:
+        raise NotImplementedError
+
+
+class SayStep(StepBase):
+    say: Text
+    barge_in: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "say"
+
+
+class DtmfRules(_Strict):
+    terminator: str = "#"
+    max_digits: int | None = Field(default=None, ge=1, le=64)
+
+    @field_validator("terminator")
+    @classmethod
+    def _one_key(cls, value: str) -> str:
+        if value not in ("#", "*", ""):
+            raise PydanticCustomError("terminator", "the terminator must be '#', '*' or empty")
+        return value
+
+
+class Rejection(_Strict):
+    condition: str = Field(alias="if")
+    say: Text
+
+
+class ChoiceOption(_Strict):
+    """A choice with the phrases that pick it (extension of ``choices``)."""
+
+    value: str
+    say: list[str] = Field(default_factory=list)
+
+    @field_validator("say", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class CollectStep(StepBase):
+    collect: str
+    type: CollectType = "text"
+    prompt: Text | None = None
+    reprompt: Text | None = None
+    dtmf: bool | DtmfRules = False
+    rejections: list[Rejection] = Field(default_factory=list)
+    max_attempts: int | None = Field(default=None, ge=1, le=10)
+    on_fail: StepRef | None = None
+    sensitive: bool = False
+    confirm: bool | str = False
+    length: int | None = Field(default=None, ge=1, le=64)
+    min_length: int | None = Field(default=None, ge=1, le=64)
+    max_length: int | None = Field(default=None, ge=1, le=64)
+    choices: list[str | ChoiceOption] = Field(default_factory=list)
+    # extensions
+    always_ask: bool = False
+    no_input_timeout: float | None = Field(default=None, gt=0, le=120)
+    barge_in: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "collect"
+
+    @model_validator(mode="after")
+    def _type_options(self) -> CollectStep:
+        if self.type == "choice" and not self.choices:
+            raise PydanticCustomError("choices", "a 'choice' collect needs a list of 'choices'")
+        if self.type != "choice" and self.choices:
+            raise PydanticCustomError("choices", "'choices' only applies to type 'choice'")
+        if self.type not in ("digits", "card_number") and (
+            self.length or self.min_length or self.max_length
+        ):
+            raise PydanticCustomError(
+                "length", "'length', 'min_length' and 'max_length' apply to type 'digits'"
+            )
+        return self
+
+    @property
+    def is_sensitive(self) -> bool:
+        # Card numbers are always sensitive, whatever the file says.
+        return self.sensitive or self.type == "card_number"
+
+    @property
+    def choice_values(self) -> list[str]:
+        return [c if isinstance(c, str) else c.value for c in self.choices]
+
+
+class MenuOption(_Strict):
+    key: str | None = None
+    say: list[str] = Field(default_factory=list)
+    next: Next | None = None
+
+    @field_validator("say", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_text(cls, value: Any) -> Any:
+        # `key: 1` is an int in YAML; a content designer means the key "1".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _has_trigger(self) -> MenuOption:
+        if self.key is None and not self.say:
+            raise PydanticCustomError("option", "a menu option needs a 'key', a 'say' list or both")
+        if self.key is not None and not re.fullmatch(r"[0-9*#]", self.key):
+            raise PydanticCustomError("option", "a menu 'key' is one keypad key: 0-9, * or #")
+        return self
+
+
+class MenuStep(StepBase):
+    menu: str | None
+    prompt: Text
+    options: list[MenuOption] = Field(min_length=1)
+    no_input: list[str] = Field(default_factory=list)
+    no_match: list[str] = Field(default_factory=list)
+    on_fail: StepRef | None = None
+    # extensions
+    no_input_timeout: float | None = Field(default=None, gt=0, le=120)
+    barge_in: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "menu"
+
+
+class AnswerStep(StepBase):
+    answer: str | None
+    filter: list[str] = Field(default_factory=list)
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    on_no_answer: StepRef | None = None
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def kind(self) -> str:
+        return "answer"
+
+
+class ActionStep(StepBase):
+    action: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    save: dict[str, Any] = Field(default_factory=dict)
+    on_error: StepRef | None = None
+
+    @property
+    def kind(self) -> str:
+        return "action"
+
+
+class SetStep(StepBase):
+    set: dict[str, Any] = Field(min_length=1)
+
+    @property
+    def kind(self) -> str:
+        return "set"
+
+
+class HandoffStep(StepBase):
+    handoff: str
+    skills: list[str] = Field(default_factory=list)
+    priority: str | int = "normal"
+    reason: str | None = None
+    announce: Text | None = None
+    offer_callback_over: int | None = Field(default=None, ge=0)
+    closed: StepRef | None = None
+
+    @property
+    def kind(self) -> str:
+        return "handoff"
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and "{{" not in value and value not in PRIORITIES:
+            raise PydanticCustomError(
+                "priority",
+                "priority must be one of {allowed} (or a template)",
+                {"allowed": ", ".join(PRIORITIES)},
+            )
+        return value
+
+
+class LlmStep(StepBase):
+    llm: str
+    tools: list[str] = Field(default_factory=list)
+    until: str | None = None
+    fallback: StepRef | None = None
+
+    @property
+    def kind(self) -> str:
+        return "llm"
+
+
+class CallStep(StepBase):
+    call: str
+
+    @property
+    def kind(self) -> str:
+        return "call"
+
+
+class EndStep(StepBase):
+    end: Text | None
+    disposition: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "end"
+
+
+class RepeatStep(StepBase):
+    """Extension: repeats the bot's last prompt (used by the `repeat` trigger)."""
+
+    repeat: Literal[True]
+
+    @property
+    def kind(self) -> str:
+        return "repeat"
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        found = [k for k in STEP_KEYS if k in value]
+        return found[0] if len(found) == 1 else None
+    if isinstance(value, StepBase):
+        return value.kind
+    return None
+
+
+def _check_step_shape(value: Any) -> Any:
+    """Explain a step that has no step key, or two, before pydantic gives a vaguer message."""
+    if isinstance(value, dict):
+        found = [k for k in STEP_KEYS if k in value]
+        if not found:
+            raise PydanticCustomError(
+                "step_kind",
+                "a step needs one of the step keys ({keys}); this one has only {given}",
+                {"keys": ", ".join(STEP_KEYS), "given": ", ".join(map(str, value)) or "nothing"},
+            )
+        if len(found) > 1:
+            raise PydanticCustomError(
+                "step_kind",
+                "a step has exactly one step key, but this one has {found}; split it into steps",
+                {"found": " and ".join(found)},
+            )
+    elif not isinstance(value, StepBase):
+        raise PydanticCustomError("step_kind", "a step must be a mapping such as 'say: Hello'")
+    return value
+
+
+Step = Annotated[
+    Annotated[SayStep, Tag("say")]
+    | Annotated[CollectStep, Tag("collect")]
+    | Annotated[MenuStep, Tag("menu")]
+    | Annotated[AnswerStep, Tag("answer")]
+    | Annotated[ActionStep, Tag("action")]
+    | Annotated[SetStep, Tag("set")]
+    | Annotated[HandoffStep, Tag("handoff")]
+    | Annotated[LlmStep, Tag("llm")]
+    | Annotated[CallStep, Tag("call")]
+    | Annotated[EndStep, Tag("end")]
+    | Annotated[RepeatStep, Tag("repeat")],
+    Discriminator(_step_kind),
+    BeforeValidator(_check_step_shape),
+]
+
+
+# An ``on_*`` value: a step id (or flow name), or an inline step.
+StepRef = str | Step
+
+for _model in (CollectStep, MenuStep, AnswerStep, ActionStep, HandoffStep, LlmStep):
+    _model.model_rebuild()
+
+
+class Trigger(_Strict):
+    """A global trigger: a condition (``if``) or an ``intent``, plus an inline step."""
+
+    condition: str | None = None
+    intent: str | None = None
+    step: Step
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        rest = dict(value)
+        condition = rest.pop("if", None)
+        intent = rest.pop("intent", None)
+        if (condition is None) == (intent is None):
+            raise PydanticCustomError(
+                "trigger", "a trigger needs either 'if' (a condition) or 'intent', not both"
+            )
+        _check_step_shape(rest)
+        return {"condition": condition, "intent": intent, "step": rest}
+
+
+# --- bot, intents, queues, actions, flows ---------------------------------------------------
+
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def parse_days(spec: str) -> list[int]:
+    """``mon-fri`` / ``sat`` / ``mon,wed`` to weekday numbers (Monday is 0)."""
+    days: list[int] = []
+    for part in spec.lower().replace(" ", "").split(","):
+        if "-" in part:
+            first, _, last = part.partition("-")
+            if first not in _DAY_NAMES or last not in _DAY_NAMES:
+                raise ValueError(part)
+            a, b = _DAY_NAMES.index(first), _DAY_NAMES.index(last)
+            days.extend(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+        elif part in _DAY_NAMES:
+            days.append(_DAY_NAMES.index(part))
+        else:
+            raise ValueError(part)
+    return days
+
+
+class Hours(_Strict):
+    timezone: str = "UTC"
+    weekly: dict[str, str | list[str]]
+    holidays: list[dt.date] = Field(default_factory=list)  # extension: closed all day
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone", "'{tz}' is not a known time zone (e.g. Europe/London)", {"tz": value}
+            ) from None
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _weekly(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for days, ranges in value.items():
+            try:
+                parse_days(days)
+            except ValueError:
+                raise PydanticCustomError(
+                    "days",
+                    "'{days}' is not a day range; write e.g. mon-fri, sat or mon,wed",
+                    {"days": days},
+                ) from None
+            for r in [ranges] if isinstance(ranges, str) else ranges:
+                if r != "closed" and not _RANGE.match(r.replace(" ", "")):
+                    raise PydanticCustomError(
+                        "hours",
+                        "'{r}' is not an opening time; write e.g. \"08:00-20:00\" in quotes",
+                        {"r": r},
+                    )
+        return value
+
+
+class Limits(_Strict):
+    no_input_timeout: float = Field(default=6, gt=0, le=120)
+    max_no_input: int = Field(default=2, ge=0, le=10)
+    max_no_match: int = Field(default=2, ge=0, le=10)
+    on_limit: StepRef | None = None
+
+
+class BotSettings(_Strict):
+    name: str
+    language: str = "en-US"
+    voice: str | None = None
+    persona: str | None = None
+    greeting: Text = "Hello, how can I help you?"
+    start: str | None = None
+    hours: Hours | None = None
+    limits: Limits = Field(default_factory=Limits)
+    triggers: list[Trigger] = Field(default_factory=list)
+    # extensions
+    default_queue: str | None = None
+    anything_else: Text = "Is there anything else I can help you with?"
+    no_input: list[str] = Field(default_factory=list)
+    no_match: list[str] = Field(default_factory=list)
+
+
+class Intent(_Strict):
+    description: str | None = None
+    examples: list[str] = Field(default_factory=list)
+
+
+class Queue(_Strict):
+    skills: list[str] = Field(default_factory=list)
+    sla_seconds: int | None = Field(default=None, ge=0)
+    description: str | None = None  # extension
+
+
+class HttpSpec(_Strict):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    timeout: float | None = Field(default=None, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict)  # extension
+    retries: int = Field(default=0, ge=0, le=5)  # extension: off by default
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(https?://|\{\{)", value):
+            raise PydanticCustomError("url", "the url must start with http:// or https://")
+        return value
+
+
+class ActionDef(_Strict):
+    http: HttpSpec | None = None
+    body: Any = None
+    python: str | None = None
+    description: str | None = None  # extension
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ActionDef:
+        if (self.http is None) == (self.python is None):
+            raise PydanticCustomError(
+                "action_kind", "an action needs exactly one of 'http' or 'python'"
+            )
+        if self.python is not None and not re.fullmatch(r"[\w.]+:[\w]+", self.python):
+            raise PydanticCustomError(
+                "python_ref", "'python' must look like 'package.module:function'"
+            )
+        if self.python is not None and self.body is not None:
+            raise PydanticCustomError("body", "'body' only applies to 'http' actions")
+        return self
+
+
+class Flow(_Strict):
+    description: str | None = None
+    trigger: str | list[str] | None = None
+    language: str | None = None
+    steps: list[Step] = Field(min_length=1)
+
+    @property
+    def triggers(self) -> list[str]:
+        if self.trigger is None:
+            return []
+        return [self.trigger] if isinstance(self.trigger, str) else list(self.trigger)
+
+
+class BotDefinition(_Strict):
+    """All flow files of a bot, merged."""
+
+    bot: BotSettings
+    intents: dict[str, Intent] = Field(default_factory=dict)
+    queues: dict[str, Queue] = Field(default_factory=dict)
+    actions: dict[str, ActionDef] = Field(default_factory=dict)
+    flows: dict[str, Flow] = Field(default_factory=dict)
+
+
+SECTIONS = ("bot", "intents", "queues", "actions", "flows")
+
+
+# --- conversation tests ---------------------------------------------------------------------
+
+
+class CallerSpec(_Strict):
+    number: str | None = None
+    name: str | None = None
+    vip: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class BotExpectation(_Strict):
+    contains: str | list[str] | None = None
+    not_contains: str | list[str] | None = None
+    matches: str | None = None
+    within_ms: int | None = Field(default=None, gt=0)
+
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "regex", "'matches' is not a valid regular expression: {e}", {"e": str(exc)}
+                ) from None
+        return value
+
+
+class HandoffExpectation(_Strict):
+    queue: str | None = None
+    priority: str | None = None
+    reason: str | None = None
+
+
+class Expectation(_Strict):
+    intent: str | None = None
+    flow: str | None = None
+    step: str | None = None
+    slots: dict[str, Any] | None = None
+    handoff: HandoffExpectation | bool | None = None
+    ended: bool | None = None
+    sources: list[str] | None = None
+
+
+class QueueStats(_Strict):
+    waiting: int = 0
+    agents_available: int = 1
+    estimated_wait: float | None = None
+
+
+class TestStep(_Strict):
+    user: str | None = None
+    dtmf: str | None = None
+    silence: float | None = Field(default=None, ge=0)
+    bot: BotExpectation | None = None
+    expect: Expectation | None = None
+
+    @field_validator("dtmf", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _one(self) -> TestStep:
+        given = [k for k in ("user", "dtmf", "silence", "bot", "expect") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "test_step",
+                "a test step is exactly one of user, dtmf, silence, bot or expect",
+            )
+        if self.dtmf is not None and not re.fullmatch(r"[0-9*#A-Da-d]+", self.dtmf):
+            raise PydanticCustomError("dtmf", "'dtmf' takes keypad keys: 0-9, *, #")
+        return self
+
+
+class ConversationTest(_Strict):
+    name: str
+    caller: CallerSpec = Field(default_factory=CallerSpec)
+    mocks: dict[str, Any] = Field(default_factory=dict)
+    steps: list[TestStep] = Field(min_length=1)
+    # extensions
+    now: dt.datetime | None = None
+    queues: dict[str, QueueStats] = Field(default_factory=dict)
+
+
+class TestFile(_Strict):
+    tests: list[ConversationTest] = Field(min_length=1)
