@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Directory of the all-MiniLM-L6-v2 ONNX export (containing onnx/model.onnx).",
     )
     embedding_threads: int = Field(
-        default=1, ge=1, description="onnxruntime intra-op threads for the sentence embedder."
+        default=2, ge=1, description="onnxruntime intra-op threads for the sentence embedder."
     )
     intent_threshold: float = Field(
         default=0.55,

@@ -74,6 +74,14 @@ def _describe(exc: TemplateError) -> str:
     return str(exc.message or exc).split("\n")[0]
 
 
+_TEMPLATE_PARTS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+
+def strip_templates(text: str) -> str:
+    """The literal parts of a template, for when it cannot be rendered."""
+    return _TEMPLATE_PARTS.sub("", text)
+
+
 def is_template(text: str) -> bool:
     return bool(_HAS_TEMPLATE.search(text))
 

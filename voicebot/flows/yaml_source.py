@@ -26,8 +26,9 @@ from voicebot.flows.errors import FlowIssue, Position
 
 PathKey = tuple[str | int, ...]
 
-# ``${NAME}`` is replaced from the environment; ``$${NAME}`` is a literal ``${NAME}``.
-_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``${NAME}`` is replaced from the environment, ``${NAME:-default}`` falls back to a default,
+# and ``$${NAME}`` is a literal ``${NAME}``.
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MAX_DEPTH = 64
 
 
@@ -213,9 +214,11 @@ class _Builder:
         env = self.env or {}
 
         def replace(match: re.Match[str]) -> str:
-            escaped, name = match.group(1), match.group(2)
+            escaped, name, default = match.group(1), match.group(2), match.group(3)
             if escaped:
-                return "${" + name + "}"
+                return match.group(0)[1:]
+            if name not in env and default is not None:
+                return default
             if name not in env:
                 self.issues.append(
                     FlowIssue(

@@ -162,8 +162,10 @@ class SentenceEmbedder:
         if len(texts) == 1:
             return self._run([self._tokenizer.encode(texts[0]).ids])
 
-        encodings = self._tokenizer.encode_batch(list(texts))
-        token_ids = [e.ids for e in encodings]
+        # One text at a time rather than encode_batch(): tokenising is ~25 us a text, and
+        # encode_batch's own thread pool would compete with onnxruntime's threads on a small
+        # machine and warns when a worker process is forked after it has run.
+        token_ids = [self._tokenizer.encode(text).ids for text in texts]
         # Batches of similar lengths waste little on padding; results do not depend on which
         # texts share a batch, so the order is restored afterwards.
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
@@ -175,7 +177,8 @@ class SentenceEmbedder:
 
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
         """Embed one text: float32 vector of shape ``(384,)`` and unit length."""
-        return self._run([self._tokenizer.encode(text).ids])[0]
+        vector: npt.NDArray[np.float32] = self._run([self._tokenizer.encode(text).ids])[0]
+        return vector
 
     def __call__(self, input: Sequence[str]) -> list[list[float]]:
         """Chroma's embedding-function interface: one list of floats per document."""

@@ -1,0 +1,74 @@
+"""A call in text mode: a real ``AgentSession`` in-process, no room, no audio.
+
+``voicebot chat`` and the conversation tests talk to the bot through this, so they exercise the
+same agent that runs on audio and on LiveKit, not a shortcut around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from livekit.agents import AgentSession
+from livekit.agents.voice import SpeechHandle
+from livekit.agents.voice.events import ConversationItemAddedEvent
+
+from voicebot.agent.flow_agent import FlowAgent
+from voicebot.runtime.call import CallRuntime, Reply
+
+
+@dataclass
+class TextTurn:
+    """The bot's answer to one caller event, as it came out of the session."""
+
+    lines: list[str]
+    reply: Reply
+    latency_ms: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+class TextSession:
+    def __init__(self, call: CallRuntime) -> None:
+        self.call = call
+        self.agent = FlowAgent(call)
+        self.session: AgentSession = AgentSession()
+        self._lines: list[str] = []
+        self.session.on("conversation_item_added", self._on_item)
+
+    def _on_item(self, event: ConversationItemAddedEvent) -> None:
+        item = event.item
+        if getattr(item, "role", None) == "assistant" and getattr(item, "text_content", None):
+            self._lines.append(item.text_content or "")
+
+    async def start(self) -> TextTurn:
+        run = await self.session.start(self.agent, capture_run=True, record=False)
+        return await self._collect(run)
+
+    async def say(self, text: str) -> TextTurn:
+        return await self._collect(self.session.run(user_input=text))
+
+    async def press(self, digits: str) -> TextTurn:
+        return await self._collect(self.agent.press_keys(digits))
+
+    async def silence(self, seconds: float) -> TextTurn:
+        return await self._collect(self.agent.caller_silent(seconds))
+
+    async def _collect(self, waitable: SpeechHandle | object) -> TextTurn:
+        self._lines = []
+        started = asyncio.get_running_loop().time()
+        before = len(self.agent.replies)
+        await waitable  # type: ignore[misc]
+        latency = (asyncio.get_running_loop().time() - started) * 1000
+        reply = self.agent.replies[-1] if len(self.agent.replies) > before else Reply()
+        return TextTurn(lines=list(self._lines), reply=reply, latency_ms=latency)
+
+    @property
+    def ended(self) -> bool:
+        return self.call.ended
+
+    async def aclose(self) -> None:
+        await self.session.aclose()

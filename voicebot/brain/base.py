@@ -1,0 +1,37 @@
+"""The seam between the dialogue engine and whatever understands the caller.
+
+The engine decides what happens; a brain only reads caller turns (intent, slot values,
+sentiment, menu choice) and writes prose (handoff summaries). The offline brain does this with
+embeddings and parsers; an LLM brain plugs in behind the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from voicebot.engine.events import Expectation, Interpretation
+from voicebot.engine.state import CallState
+from voicebot.handoff.packet import HandoffPacket
+
+
+class Brain(Protocol):
+    @property
+    def name(self) -> str:
+        """Shown to the user, e.g. by ``voicebot chat`` ("offline", "llm: gpt-4o-mini")."""
+        ...
+
+    async def interpret(self, text: str, expect: Expectation, call: CallState) -> Interpretation:
+        """Read one caller utterance in the light of what the bot is waiting for."""
+        ...
+
+    def keypad_sentiment(self, call: CallState) -> float:
+        """The anger level to carry through a keypad-only turn (no words to read)."""
+        ...
+
+    async def summarise(self, packet: HandoffPacket, call: CallState) -> str | None:
+        """A summary for the agent, or None to keep the one assembled from the flow."""
+        ...
+
+    def end_call(self, call: CallState) -> None:
+        """Forget per-call state (sentiment history)."""
+        ...

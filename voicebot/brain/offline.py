@@ -1,0 +1,130 @@
+"""The offline brain: no LLM, no network. Embedding intents, slot parsers, a sentiment lexicon.
+
+Everything here is CPU work measured in milliseconds; the embedding runs in a worker thread so
+the event loop (and every other call on it) keeps moving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from typing import Protocol
+
+from rapidfuzz import fuzz
+
+from voicebot.engine.events import Expectation, Interpretation, MenuChoice
+from voicebot.engine.state import CallState
+from voicebot.flows.schema import Intent
+from voicebot.handoff.packet import HandoffPacket
+from voicebot.nlu.intents import Classification, normalise_utterance
+from voicebot.nlu.parsers import parse_slot, spoken_digits
+from voicebot.nlu.sentiment import SentimentTracker
+
+logger = logging.getLogger("voicebot.brain")
+
+_ORDINALS = {
+    "first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "seventh": 6,
+    "eighth": 7, "ninth": 8, "last": -1,
+}  # fmt: skip
+_PRESS = re.compile(r"\b(?:press(?:ed|ing)?|option|number|key)\s+(\w+)")
+_MENU_FUZZ = 88
+
+
+class Classifier(Protocol):
+    def classify(self, text: str) -> Classification: ...
+
+
+class OfflineBrain:
+    """Reads caller turns with the embedding classifier, the slot parsers and the lexicon."""
+
+    def __init__(self, classifier: Classifier, *, intents: Mapping[str, Intent] | None = None,
+                 label: str = "offline") -> None:
+        self.classifier = classifier
+        self.intents = intents or {}
+        self._label = label
+        self._trackers: dict[str, SentimentTracker] = {}
+
+    @property
+    def name(self) -> str:
+        return self._label
+
+    async def interpret(self, text: str, expect: Expectation, call: CallState) -> Interpretation:
+        # Classification runs even inside a collect: global intent triggers ("agent") must work
+        # on every turn. It is the only costly part, so it goes to a thread.
+        classification = await asyncio.to_thread(self.classifier.classify, text)
+        tracker = self._trackers.setdefault(call.call_id, SentimentTracker())
+        feeling = tracker.update(text)
+        slot = None
+        if expect.slot is not None:
+            slot = parse_slot(expect.slot, text)
+        option = match_option(text, expect.options) if expect.kind == "menu" else None
+        return Interpretation(
+            intent=classification.intent,
+            confidence=classification.confidence,
+            anger=feeling.anger,
+            sentiment=feeling.score,
+            slot=slot,
+            option=option,
+        )
+
+    def keypad_sentiment(self, call: CallState) -> float:
+        tracker = self._trackers.get(call.call_id)
+        return tracker.anger if tracker else 0.0
+
+    async def summarise(self, packet: HandoffPacket, call: CallState) -> str | None:
+        return None
+
+    def end_call(self, call: CallState) -> None:
+        self._trackers.pop(call.call_id, None)
+
+
+def match_option(text: str, options: tuple[MenuChoice, ...]) -> int | None:
+    """Which menu option a spoken answer picks: its phrases, its key said aloud, an ordinal."""
+    said = normalise_utterance(text)
+    if not said:
+        return None
+    words = said.split()
+    # 1. A phrase of an option said within the answer ("uh billing please").
+    hits = {
+        o.index
+        for o in options
+        for phrase in o.phrases
+        if _contains_phrase(words, normalise_utterance(phrase).split())
+    }
+    if len(hits) == 1:
+        return hits.pop()
+    # 2. The key said aloud: "one", "press two", "option 3".
+    keyed = {o.key: o.index for o in options if o.key}
+    match = _PRESS.search(said)
+    spoken = match.group(1) if match else (said if len(words) <= 2 else None)
+    if spoken is not None:
+        digit = spoken_digits(spoken)
+        if digit and digit in keyed:
+            return keyed[digit]
+        if digit and not keyed and 1 <= int(digit) <= len(options):
+            return int(digit) - 1
+    # 3. An ordinal: "the second one", "the last option".
+    for word in words:
+        if word in _ORDINALS and _ORDINALS[word] < len(options):
+            return _ORDINALS[word] % len(options)
+    # 4. A near miss of a phrase (ASR spelling): fuzzy, and only if it is unambiguous.
+    scored = sorted(
+        (
+            (max(fuzz.partial_ratio(normalise_utterance(p), said) for p in o.phrases), o.index)
+            for o in options
+            if o.phrases
+        ),
+        reverse=True,
+    )
+    if scored and scored[0][0] >= _MENU_FUZZ and (len(scored) == 1 or scored[1][0] < scored[0][0] - 8):
+        return scored[0][1]
+    return None
+
+
+def _contains_phrase(words: list[str], phrase: list[str]) -> bool:
+    if not phrase:
+        return False
+    n = len(phrase)
+    return any(words[i : i + n] == phrase for i in range(len(words) - n + 1))

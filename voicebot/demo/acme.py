@@ -1,0 +1,53 @@
+"""The example bot's backend: a small in-memory CRM so the Acme Telecom flows work offline.
+
+These are ordinary Python action handlers (``python: voicebot.demo.acme:lookup_account``); a
+real deployment replaces them with its own handlers or HTTP webhooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "12345678": {"name": "Sam", "postcode": "SW1A1AA", "balance": "42.50", "vip": False},
+    "23456789": {"name": "Priya", "postcode": "M11AE", "balance": "0.00", "vip": True},
+    "87654321": {"name": "Alex", "postcode": "EH11YZ", "balance": "310.20", "locked": True},
+}
+_OUTAGES = {("broadband", "M1"): "Engineers are working on it and expect it fixed by 6pm today."}
+
+
+def _postcode(value: Any) -> str:
+    return re.sub(r"[^A-Z0-9]", "", str(value or "").upper())
+
+
+def _reference(*parts: Any) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:6].upper()
+
+
+def lookup_account(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    account = _ACCOUNTS.get(str(args.get("account", "")))
+    if account is None or _postcode(args.get("postcode")) != account["postcode"]:
+        return {"status": "not_found"}
+    if account.get("locked"):
+        return {"status": "locked"}
+    return {"status": "ok", "name": account["name"], "balance": account["balance"], "vip": account["vip"]}
+
+
+def take_payment(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "receipt": _reference("pay", args.get("account"), args.get("amount"))}
+
+
+def check_outage(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    area = _postcode(args.get("postcode"))[:2]
+    message = _OUTAGES.get((str(args.get("service")), area))
+    return {"outage": message is not None, "message": message or ""}
+
+
+def book_engineer(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "booking": _reference("eng", args.get("date"), args.get("postcode"))}
+
+
+def block_sim(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok"}

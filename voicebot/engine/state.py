@@ -1,0 +1,93 @@
+"""The state of one call as the dialogue engine sees it: position, slots, counters, transcript.
+
+Plain dataclasses with no behaviour beyond bookkeeping, so a call's state can be inspected by
+tests, summarised for a handoff and (later) stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voicebot.handoff.packet import CallerInfo, HandoffPacket, Source, TranscriptLine
+from voicebot.privacy.masking import mask_value, redact
+
+# A step is addressed by its scope (a flow name, or "@trigger"/"@limit" for the bot's own
+# inline steps), its index in that scope and the chain of ``on_*`` keys leading to an inline
+# step: ("pay_bill", 2, ("on_error",)) is the inline step in on_error of step 3 of pay_bill.
+StepAddress = tuple[str, int, tuple[str, ...]]
+
+WaitKind = Literal[
+    "open", "collect", "confirm", "menu", "action", "answer", "callback_offer", "callback_number"
+]
+
+
+@dataclass
+class Frame:
+    """One flow being run; frames below the top are flows waiting for a ``call`` to return."""
+
+    flow: str
+    index: int
+
+
+@dataclass
+class Waiting:
+    """What the bot is waiting for, and how the caller has fared so far at this point."""
+
+    kind: WaitKind
+    address: StepAddress | None = None
+    no_input: int = 0
+    no_match: int = 0
+    attempts: int = 0
+    pending: Any = None
+
+
+@dataclass
+class CallState:
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    caller: CallerInfo = field(default_factory=CallerInfo)
+    language: str = "en-US"
+    stack: list[Frame] = field(default_factory=list)
+    waiting: Waiting | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+    sensitive: set[str] = field(default_factory=set)
+    result: Any = None
+    intent: str | None = None
+    last_intent: str | None = None
+    confidence: float = 0.0
+    anger: float = 0.0
+    sentiment: float = 0.0
+    sentiment_trend: list[float] = field(default_factory=list)
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    last_sources: list[Source] = field(default_factory=list)
+    steps_reached: list[str] = field(default_factory=list)
+    flows_run: list[str] = field(default_factory=list)
+    last_prompt: str | None = None
+    last_caller_text: str | None = None
+    handoff: HandoffPacket | None = None
+    ended: bool = False
+    disposition: str | None = None
+    errors: int = 0
+
+    @property
+    def flow(self) -> str | None:
+        return self.stack[-1].flow if self.stack else None
+
+    def secrets(self) -> list[Any]:
+        return [self.slots[name] for name in self.sensitive if self.slots.get(name) is not None]
+
+    def masked_slots(self) -> dict[str, Any]:
+        return {
+            name: mask_value(value) if name in self.sensitive else value
+            for name, value in self.slots.items()
+        }
+
+    def record(self, role: Literal["caller", "bot", "keypad", "event"], text: str, at: dt.datetime,
+               *, intent: str | None = None, sensitive: bool = False) -> None:
+        """Add a transcript line, masked: a sensitive answer, and every known secret."""
+        shown = mask_value(text) if sensitive else redact(text, self.secrets())
+        self.transcript.append(TranscriptLine(role=role, text=shown, at=at, intent=intent))

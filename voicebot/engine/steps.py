@@ -1,0 +1,464 @@
+"""What each step type does: where a flow step runs.
+
+Each ``start_<kind>`` runs a step when the flow reaches it and returns where to go next, or
+None when the bot now waits for the caller (or for an action's or the knowledge base's
+result). The ``<kind>_input`` methods continue a waiting step with what came back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voicebot.engine.events import (
+    ActionCompleted,
+    Expectation,
+    Handoff,
+    Hangup,
+    KnowledgeAnswered,
+    MenuChoice,
+    RunAction,
+    SearchKnowledge,
+)
+from voicebot.engine.flow_control import LIMIT_SCOPE, FlowControl
+from voicebot.engine.state import StepAddress
+from voicebot.flows import expressions as ex
+from voicebot.flows.schema import (
+    ActionStep,
+    AnswerStep,
+    CallStep,
+    CollectStep,
+    DtmfRules,
+    EndStep,
+    HandoffStep,
+    LlmStep,
+    MenuOption,
+    MenuStep,
+    RepeatStep,
+    SayStep,
+    SetStep,
+    StepBase,
+)
+from voicebot.handoff.builder import build_packet, normalise_priority
+from voicebot.handoff.packet import Priority
+from voicebot.nlu.parsers import ParseResult, SlotSpec
+
+DEFAULT_NO_MATCH = "Sorry, I didn't get that."
+DEFAULT_NO_INPUT = "Sorry, I didn't hear anything."
+DEFAULT_ANNOUNCE = "Please hold while I put you through to a colleague."
+TECHNICAL_APOLOGY = "I'm sorry, something went wrong on our side. Let me put you through to a colleague."
+NO_ANSWER = "I'm sorry, I don't have an answer to that."
+YES_NO = Expectation("yes_no", slot=SlotSpec(type="yes_no"), dtmf=True)
+PHONE = Expectation("collect", slot=SlotSpec(type="phone"), slot_name="callback_number", dtmf=True)
+DEFAULT_MIN_SCORE = 0.35
+
+
+def slot_spec(step: CollectStep, language: str) -> SlotSpec:
+    synonyms = {c.value: tuple(c.say) for c in step.choices if not isinstance(c, str) and c.say}
+    return SlotSpec(
+        type=step.type,
+        length=step.length,
+        min_length=step.min_length,
+        max_length=step.max_length,
+        choices=tuple(step.choice_values),
+        choice_synonyms=synonyms,
+        language=language,
+    )
+
+
+def menu_expectation(step: MenuStep) -> Expectation:
+    options = tuple(MenuChoice(i, o.key, tuple(o.say)) for i, o in enumerate(step.options))
+    return Expectation("menu", options=options, dtmf=True)
+
+
+def collect_expectation(step: CollectStep, language: str) -> Expectation:
+    return Expectation(
+        "collect",
+        slot=slot_spec(step, language),
+        slot_name=step.collect,
+        sensitive=step.is_sensitive,
+        dtmf=bool(step.dtmf),
+    )
+
+
+class StepRunner(FlowControl):
+    def start_step(self, step: StepBase, address: StepAddress) -> StepAddress | None:
+        handler = getattr(self, f"start_{step.kind}")
+        result: StepAddress | None = handler(step, address)
+        return result
+
+    def run_ref(self, ref: str | StepBase, address: StepAddress, key: str) -> StepAddress | None:
+        """Follow an ``on_*`` value: a step id or flow name, or the inline step under ``key``."""
+        if isinstance(ref, str):
+            return self.goto(ref, address)
+        scope, index, inline = address
+        return (scope, index, (*inline, key))
+
+    # -- say, set, call, end, repeat ---------------------------------------------------------
+
+    def start_say(self, step: SayStep, address: StepAddress) -> StepAddress | None:
+        self.say(step.say, barge_in=step.barge_in)
+        return self.after(step, address)
+
+    def start_set(self, step: SetStep, address: StepAddress) -> StepAddress | None:
+        for slot, source in step.set.items():
+            self.state.slots[slot] = self.value(source)
+        return self.after(step, address)
+
+    def start_call(self, step: CallStep, address: StepAddress) -> StepAddress | None:
+        return self.enter_flow(step.call, replace=False)
+
+    def start_end(self, step: EndStep, address: StepAddress) -> StepAddress | None:
+        self.say(step.end, barge_in=False)
+        self.out.append(Hangup(step.disposition))
+        self.state.ended = True
+        self.state.disposition = step.disposition or "completed"
+        self.state.waiting = None
+        return None
+
+    def start_repeat(self, step: RepeatStep, address: StepAddress) -> StepAddress | None:
+        if self.state.last_prompt:
+            self.say(self.state.last_prompt, prompt=True)
+        if step.next is None:
+            return self.resume()
+        return self.after(step, address)
+
+    def start_llm(self, step: LlmStep, address: StepAddress) -> StepAddress | None:
+        # Without an LLM configured the step's fallback runs (the LLM brain replaces this).
+        if step.fallback is not None:
+            return self.run_ref(step.fallback, address, "fallback")
+        return self.after(step, address)
+
+    # -- collect -------------------------------------------------------------------------------
+
+    def start_collect(self, step: CollectStep, address: StepAddress) -> StepAddress | None:
+        if self.state.slots.get(step.collect) is not None and not step.always_ask:
+            return self.after(step, address)  # never ask a caller twice
+        self.say(self._prompt(step), barge_in=step.barge_in, prompt=True)
+        self._wait_collect(step, address, keep_counts=False)
+        return None
+
+    def _prompt(self, step: CollectStep) -> str | list[str]:
+        return step.prompt or f"Please tell me your {step.collect.replace('_', ' ')}."
+
+    def _wait_collect(self, step: CollectStep, address: StepAddress, *, keep_counts: bool) -> None:
+        rules = step.dtmf if isinstance(step.dtmf, DtmfRules) else DtmfRules()
+        self.wait(
+            "collect",
+            collect_expectation(step, self.state.language),
+            address=address,
+            timeout=self.timeout_for(step),
+            keep_counts=keep_counts,
+            terminator=rules.terminator,
+            max_digits=rules.max_digits or step.length or step.max_length,
+        )
+
+    def collect_input(
+        self, step: CollectStep, address: StepAddress, parsed: ParseResult | None
+    ) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        if parsed is None or not parsed.ok:
+            return self.collect_failed(step, address, no_input=False)
+        value = parsed.value
+        trial = {**self.state.slots, step.collect: value}
+        for rejection in step.rejections:
+            if self.check(rejection.condition, slots=trial):
+                self.say(rejection.say, slots=trial)
+                waiting.attempts += 1
+                if waiting.attempts >= self._max_attempts(step):
+                    return self.fail(step, address, f"could not get a valid {step.collect}")
+                self.say(step.reprompt or self._prompt(step), prompt=True)
+                self._wait_collect(step, address, keep_counts=True)
+                return None
+        if step.confirm:
+            self.say(self._confirmation(step, value), prompt=True, slots=trial)
+            self.wait("confirm", YES_NO, address=address, keep_counts=True, pending=value)
+            return None
+        self.accept(step, value)
+        return self.after(step, address)
+
+    def _confirmation(self, step: CollectStep, value: Any) -> str:
+        if isinstance(step.confirm, str):
+            return step.confirm
+        if step.is_sensitive:
+            shown = f"the number ending {str(value)[-4:]}"
+        elif step.type in ("digits", "phone", "card_number"):
+            shown = " ".join(str(value).lstrip("+"))
+        else:
+            shown = str(value)
+        return f"I heard {shown}. Is that right?"
+
+    def confirm_input(
+        self, step: CollectStep, address: StepAddress, parsed: ParseResult | None
+    ) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        if parsed is not None and parsed.ok and parsed.value is True:
+            self.accept(step, waiting.pending)
+            return self.after(step, address)
+        if parsed is not None and parsed.ok and parsed.value is False:
+            waiting.attempts += 1
+            if waiting.attempts >= self._max_attempts(step):
+                return self.fail(step, address, f"could not confirm the {step.collect}")
+            self.say("Sorry about that.")
+            self.say(step.reprompt or self._prompt(step), prompt=True)
+            self._wait_collect(step, address, keep_counts=True)
+            return None
+        waiting.no_match += 1
+        if waiting.no_match > self.bot.bot.limits.max_no_match:
+            return self.fail(step, address, f"could not confirm the {step.collect}")
+        self.say("Please say yes or no.")
+        self.say(self._confirmation(step, waiting.pending), prompt=True)
+        self.wait("confirm", YES_NO, address=address, keep_counts=True, pending=waiting.pending)
+        return None
+
+    def accept(self, step: CollectStep, value: Any) -> None:
+        self.state.slots[step.collect] = value
+        if step.is_sensitive:
+            self.state.sensitive.add(step.collect)
+
+    def _max_attempts(self, step: CollectStep) -> int:
+        return step.max_attempts or self.bot.bot.limits.max_no_match + 1
+
+    def collect_failed(
+        self, step: CollectStep, address: StepAddress, *, no_input: bool
+    ) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        if no_input:
+            waiting.no_input += 1
+            over = waiting.no_input > self.bot.bot.limits.max_no_input
+            apology = self._line(self.bot.bot.no_input, waiting.no_input, DEFAULT_NO_INPUT)
+        else:
+            waiting.no_match += 1
+            waiting.attempts += 1
+            over = waiting.attempts >= self._max_attempts(step)
+            apology = self._line(self.bot.bot.no_match, waiting.no_match, DEFAULT_NO_MATCH)
+        if over:
+            return self.fail(step, address, f"could not get the caller's {step.collect.replace('_', ' ')}")
+        self.say(apology)
+        self.say(step.reprompt or self._prompt(step), prompt=True)
+        self._wait_collect(step, address, keep_counts=True)
+        return None
+
+    @staticmethod
+    def _line(lines: list[str], count: int, default: str) -> str:
+        if not lines:
+            return default
+        return lines[min(count, len(lines)) - 1]
+
+    def fail(self, step: StepBase, address: StepAddress, reason: str) -> StepAddress | None:
+        on_fail = getattr(step, "on_fail", None)
+        if on_fail is not None:
+            self.state.waiting = None
+            return self.run_ref(on_fail, address, "on_fail")
+        return self.limit(reason)
+
+    def limit(self, reason: str) -> StepAddress | None:
+        """The caller could not be understood: the bot's ``limits.on_limit``, else a handoff."""
+        self.state.waiting = None
+        on_limit = self.bot.bot.limits.on_limit
+        if isinstance(on_limit, StepBase):
+            return (LIMIT_SCOPE, 0, ())
+        if isinstance(on_limit, str):
+            return self.goto(on_limit, (LIMIT_SCOPE, 0, ()))
+        self.handoff_now(self.engine.default_queue, [], "normal", reason, None)
+        return None
+
+    # -- menu ----------------------------------------------------------------------------------
+
+    def start_menu(self, step: MenuStep, address: StepAddress) -> StepAddress | None:
+        self.say(step.prompt, barge_in=step.barge_in, prompt=True)
+        self.wait("menu", menu_expectation(step), address=address, timeout=self.timeout_for(step))
+        return None
+
+    def menu_choose(self, step: MenuStep, address: StepAddress, index: int) -> StepAddress | None:
+        option: MenuOption = step.options[index]
+        self.state.waiting = None
+        if isinstance(option.next, str):
+            return self.goto(option.next, address)
+        if isinstance(option.next, list):
+            chosen = self.branch(option.next)
+            if chosen is not None:
+                return self.goto(chosen, address)
+        return self.after(step, address)
+
+    def menu_failed(self, step: MenuStep, address: StepAddress, *, no_input: bool) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        limits = self.bot.bot.limits
+        if no_input:
+            waiting.no_input += 1
+            count, lines = waiting.no_input, step.no_input
+            allowed = len(lines) if lines else limits.max_no_input
+            default = DEFAULT_NO_INPUT
+        else:
+            waiting.no_match += 1
+            count, lines = waiting.no_match, step.no_match
+            allowed = len(lines) if lines else limits.max_no_match
+            default = DEFAULT_NO_MATCH
+        if count > allowed:
+            return self.fail(step, address, "the caller did not choose a menu option")
+        self.say(self._line(lines, count, default))
+        self.say(step.prompt, prompt=True)
+        self.wait(
+            "menu",
+            menu_expectation(step),
+            address=address,
+            timeout=self.timeout_for(step),
+            keep_counts=True,
+        )
+        return None
+
+    # -- answer --------------------------------------------------------------------------------
+
+    def start_answer(self, step: AnswerStep, address: StepAddress) -> StepAddress | None:
+        question = self.render(step.answer) if step.answer else (self.state.last_caller_text or "")
+        self.out.append(SearchKnowledge(question, tuple(step.filter), step.min_score))
+        self.wait("answer", Expectation("none"), address=address)
+        return None
+
+    def answer_input(
+        self, step: AnswerStep, address: StepAddress, found: KnowledgeAnswered
+    ) -> StepAddress | None:
+        self.state.waiting = None
+        threshold = step.min_score if step.min_score is not None else DEFAULT_MIN_SCORE
+        if found.text and found.score >= threshold:
+            self.say(found.text)
+            self.state.last_sources = list(found.sources)
+            known = {s.id for s in self.state.sources}
+            self.state.sources.extend(s for s in found.sources if s.id not in known)
+            return self.after(step, address)
+        self.state.last_sources = []
+        self.say(self.engine.no_answer)
+        if step.on_no_answer is not None:
+            return self.run_ref(step.on_no_answer, address, "on_no_answer")
+        return self.after(step, address)
+
+    # -- action --------------------------------------------------------------------------------
+
+    def start_action(self, step: ActionStep, address: StepAddress) -> StepAddress | None:
+        args = self.value(step.args) or {}
+        self.out.append(RunAction(step.action, args))
+        self.wait("action", Expectation("none"), address=address)
+        return None
+
+    def action_input(
+        self, step: ActionStep, address: StepAddress, done: ActionCompleted
+    ) -> StepAddress | None:
+        self.state.waiting = None
+        if done.ok:
+            self.state.result = done.response
+            for slot, source in step.save.items():
+                self.state.slots[slot] = self.value(source)
+            return self.after(step, address)
+        self.state.result = {"error": done.error or "failed"}
+        if step.on_error is not None:
+            return self.run_ref(step.on_error, address, "on_error")
+        self.technical_handoff(f"action '{step.action}' failed")
+        return None
+
+    # -- handoff -------------------------------------------------------------------------------
+
+    def start_handoff(self, step: HandoffStep, address: StepAddress) -> StepAddress | None:
+        if step.closed is not None and not self.context()["hours"]["open"]:
+            return self.run_ref(step.closed, address, "closed")
+        queue, priority, reason = self._handoff_target(step)
+        wait = self.state.queues.get(queue, {}).get("estimated_wait")
+        if step.offer_callback_over is not None and isinstance(wait, int | float):
+            if wait > step.offer_callback_over:
+                minutes = max(1, round(wait / 60))
+                self.say(
+                    f"The wait is currently about {minutes} minute{'s' if minutes != 1 else ''}. "
+                    "Would you like us to call you back instead?",
+                    prompt=True,
+                )
+                self.wait("callback_offer", YES_NO, address=address)
+                return None
+        self.handoff_now(queue, step.skills, priority, reason, step.announce)
+        return None
+
+    def _handoff_target(self, step: HandoffStep) -> tuple[str, Priority, str]:
+        queue = self.render(step.handoff) if ex.is_template(step.handoff) else step.handoff
+        if queue not in self.bot.queues:
+            queue = self.engine.default_queue
+        priority = normalise_priority(self.value(step.priority))
+        reason = self.render(step.reason) if step.reason else "transferred by the flow"
+        return queue, priority, reason
+
+    def callback_input(
+        self, step: HandoffStep, address: StepAddress, parsed: ParseResult | None
+    ) -> StepAddress | None:
+        queue, priority, reason = self._handoff_target(step)
+        if parsed is None or not parsed.ok or parsed.value is False:
+            self.handoff_now(queue, step.skills, priority, reason, step.announce)
+            return None
+        if self.state.caller.number:
+            return self.callback_confirmed(step, self.state.caller.number)
+        self.say("What number should we call you back on?", prompt=True)
+        self.wait("callback_number", PHONE, address=address)
+        return None
+
+    def callback_number_input(
+        self, step: HandoffStep, address: StepAddress, parsed: ParseResult | None
+    ) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        if parsed is not None and parsed.ok:
+            return self.callback_confirmed(step, str(parsed.value))
+        waiting.no_match += 1
+        if waiting.no_match > self.bot.bot.limits.max_no_match:
+            queue, priority, reason = self._handoff_target(step)
+            self.handoff_now(queue, step.skills, priority, reason, step.announce)
+            return None
+        self.say("Sorry, I didn't get that. Please say or key in your phone number.", prompt=True)
+        self.wait("callback_number", PHONE, address=address, keep_counts=True)
+        return None
+
+    def callback_confirmed(self, step: HandoffStep, number: str) -> None:
+        queue, priority, reason = self._handoff_target(step)
+        self.state.slots["callback_number"] = number
+        self.handoff_now(queue, step.skills, priority, reason, None, callback_number=number)
+        self.say(
+            f"Thank you. We'll call you back on the number ending {number[-4:]} as soon as a "
+            "colleague is free, and you keep your place in the queue. Goodbye."
+        )
+        self.out.append(Hangup("callback"))
+        self.state.disposition = "callback"
+        return None
+
+    def handoff_now(
+        self,
+        queue: str,
+        skills: list[str],
+        priority: Priority,
+        reason: str,
+        announce: str | list[str] | None,
+        *,
+        callback_number: str | None = None,
+        silent: bool = False,
+    ) -> None:
+        """Hand the call to a queue: the packet goes out before the caller hears the announce."""
+        packet = build_packet(
+            self.state,
+            self.bot,
+            self.now,
+            queue=queue,
+            skills=list(skills),
+            priority=priority,
+            reason=reason,
+            callback_number=callback_number,
+        )
+        self.out.append(Handoff(packet))
+        self.state.handoff = packet
+        self.state.waiting = None
+        if callback_number is None and not silent:
+            self.say(announce or DEFAULT_ANNOUNCE, barge_in=False)
+        self.state.ended = True
+        self.state.disposition = self.state.disposition or "handoff"
+
+    def technical_handoff(self, reason: str = "technical error") -> None:
+        self.state.errors += 1
+        self.say(TECHNICAL_APOLOGY, barge_in=False)
+        self.handoff_now(self.engine.default_queue, [], "high", reason, None, silent=True)
+

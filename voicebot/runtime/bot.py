@@ -1,0 +1,107 @@
+"""A bot at run time: its validated flows, engine, brain, actions, knowledge and handoff sink.
+
+Built once per process (loading the embedding model is the slow part) and shared by every call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicebot.actions.executor import ActionExecutor
+from voicebot.brain.base import Brain
+from voicebot.brain.offline import Classifier, OfflineBrain
+from voicebot.config import Settings
+from voicebot.engine.context import expression_context
+from voicebot.engine.dialogue import DialogueEngine
+from voicebot.engine.state import CallState
+from voicebot.flows.loader import LoadedBot, load_bot
+from voicebot.flows.schema import Intent
+from voicebot.handoff.packet import CallerInfo
+from voicebot.handoff.sinks import HandoffSink, JsonlHandoffSink
+from voicebot.knowledge.base import EmptyKnowledge, KnowledgeBase
+from voicebot.runtime.call import CallRuntime
+
+logger = logging.getLogger("voicebot.runtime")
+
+
+def build_classifier(settings: Settings, intents: Mapping[str, Intent]) -> tuple[Classifier, str]:
+    """The embedding classifier, or the keyword one (with a warning) when no model is found."""
+    from voicebot.nlu.embedder import EmbeddingModelMissing
+    from voicebot.nlu.intents import build_intent_classifier
+
+    try:
+        return build_intent_classifier(settings, intents), "offline"
+    except EmbeddingModelMissing as exc:
+        from voicebot.nlu.keywords import KeywordClassifier
+
+        logger.warning("embedding model missing; using keyword matching", extra={"detail": str(exc)})
+        return KeywordClassifier(intents, threshold=0.75), "offline (keywords only: no embedding model)"
+
+
+@dataclass
+class BotRuntime:
+    settings: Settings
+    loaded: LoadedBot
+    engine: DialogueEngine
+    brain: Brain
+    actions: ActionExecutor
+    knowledge: KnowledgeBase
+    handoffs: HandoffSink
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        settings: Settings,
+        *,
+        bot_dir: Path | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        handoffs: HandoffSink | None = None,
+        brain: Brain | None = None,
+        knowledge: KnowledgeBase | None = None,
+    ) -> BotRuntime:
+        """Load flows and models (blocking: call it off the event loop in a server)."""
+        root = bot_dir or settings.bot_dir
+        loaded = load_bot(root, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes)
+        engine = DialogueEngine(loaded.definition, **({"clock": clock} if clock else {}))
+        if brain is None:
+            classifier, label = build_classifier(settings, loaded.definition.intents)
+            brain = OfflineBrain(classifier, intents=loaded.definition.intents, label=label)
+        return cls(
+            settings=settings,
+            loaded=loaded,
+            engine=engine,
+            brain=brain,
+            actions=ActionExecutor(
+                loaded.definition.actions, default_timeout=settings.webhook_timeout
+            ),
+            knowledge=knowledge or EmptyKnowledge(),
+            handoffs=handoffs or JsonlHandoffSink(settings.data_dir / "handoffs.jsonl"),
+        )
+
+    def new_call(
+        self,
+        *,
+        caller: CallerInfo | None = None,
+        call_id: str | None = None,
+        mocks: Mapping[str, Any] | None = None,
+        queues: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CallRuntime:
+        state = self.engine.new_call(caller=caller, call_id=call_id)
+        if queues:
+            state.queues = {name: dict(stats) for name, stats in queues.items()}
+        actions = self.actions.with_mocks(mocks) if mocks else self.actions
+        return CallRuntime(self, state, actions)
+
+    def engine_context(self, state: CallState) -> dict[str, Any]:
+        return expression_context(
+            state, self.loaded.definition.bot, self.engine.clock(), queues=list(self.loaded.definition.queues)
+        )
+
+    async def aclose(self) -> None:
+        await self.actions.aclose()

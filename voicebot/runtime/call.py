@@ -1,0 +1,162 @@
+"""One call at run time: feeds caller events to the engine and carries out what it asks.
+
+The engine is pure; this is where its actions meet the world: webhooks run, the knowledge base
+is searched, handoff packets are delivered. Nothing here lets an exception reach the audio or
+text loop: a failure becomes the engine's apology and a handoff with reason ``technical error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from voicebot.engine.events import (
+    ActionCompleted,
+    BotAction,
+    CallerEvent,
+    CallerSaid,
+    CallStarted,
+    Handoff,
+    Hangup,
+    Interpretation,
+    KeysPressed,
+    KnowledgeAnswered,
+    Listen,
+    RunAction,
+    Say,
+    SearchKnowledge,
+    Silence,
+)
+from voicebot.engine.state import CallState
+from voicebot.handoff.packet import HandoffPacket
+
+if TYPE_CHECKING:
+    from voicebot.actions.executor import ActionExecutor
+    from voicebot.runtime.bot import BotRuntime
+
+logger = logging.getLogger("voicebot.call")
+
+# Webhook results can start further webhooks; a flow that chains more than this in one turn is
+# looping (its graph check could not see it because the loop goes through results).
+_MAX_FOLLOW_UPS = 50
+
+
+@dataclass
+class Reply:
+    """What the bot did in answer to one caller event."""
+
+    lines: list[Say] = field(default_factory=list)
+    listen: Listen | None = None
+    handoff: HandoffPacket | None = None
+    hangup: Hangup | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(line.text for line in self.lines)
+
+    @property
+    def ended(self) -> bool:
+        return self.handoff is not None or self.hangup is not None
+
+
+class CallRuntime:
+    def __init__(self, bot: BotRuntime, state: CallState, actions: ActionExecutor) -> None:
+        self.bot = bot
+        self.state = state
+        self.actions = actions
+        self.last_reply = Reply()
+
+    @property
+    def ended(self) -> bool:
+        return self.state.ended
+
+    async def start(self) -> Reply:
+        return await self._drive(CallStarted())
+
+    async def caller_said(self, text: str) -> Reply:
+        text = " ".join(text.split())
+        if not text:
+            return await self.silence(0.0)
+        expect = self.bot.engine.expectation(self.state)
+        try:
+            understood = await self.bot.brain.interpret(text, expect, self.state)
+        except Exception:
+            logger.exception("brain failed; turn read as not understood", extra={"call_id": self.state.call_id})
+            understood = Interpretation()
+        return await self._drive(CallerSaid(text, understood))
+
+    async def keys_pressed(self, digits: str) -> Reply:
+        anger = self.bot.brain.keypad_sentiment(self.state)
+        return await self._drive(KeysPressed(digits, anger))
+
+    async def silence(self, seconds: float) -> Reply:
+        return await self._drive(Silence(seconds))
+
+    async def _drive(self, event: CallerEvent) -> Reply:
+        reply = Reply()
+        try:
+            await self._perform(self.bot.engine.handle(self.state, event), reply)
+        except Exception:
+            logger.exception("call runtime error; handing off", extra={"call_id": self.state.call_id})
+            try:
+                await self._perform(self.bot.engine.fail(self.state), reply, follow_ups=False)
+            except Exception:
+                logger.exception("could not hand off after an error", extra={"call_id": self.state.call_id})
+        if self.state.ended:
+            self.bot.brain.end_call(self.state)
+        self.last_reply = reply
+        return reply
+
+    async def _perform(self, actions: list[BotAction], reply: Reply, *, follow_ups: bool = True) -> None:
+        queue = list(actions)
+        rounds = 0
+        while queue:
+            action = queue.pop(0)
+            result: CallerEvent | None = None
+            if isinstance(action, Say):
+                reply.lines.append(action)
+            elif isinstance(action, Listen):
+                reply.listen = action
+            elif isinstance(action, Hangup):
+                reply.hangup = action
+            elif isinstance(action, Handoff):
+                reply.handoff = await self._deliver(action.packet)
+            elif isinstance(action, RunAction) and follow_ups:
+                result = await self._run_action(action)
+            elif isinstance(action, SearchKnowledge) and follow_ups:
+                result = await self._search(action)
+            if result is not None:
+                rounds += 1
+                if rounds > _MAX_FOLLOW_UPS:
+                    raise RuntimeError("too many actions in one turn")
+                queue.extend(self.bot.engine.handle(self.state, result))
+
+    async def _run_action(self, action: RunAction) -> ActionCompleted:
+        context = self.bot.engine_context(self.state)
+        return await self.actions.run(action.name, action.args, context)
+
+    async def _search(self, action: SearchKnowledge) -> KnowledgeAnswered:
+        try:
+            return await self.bot.knowledge.answer(
+                action.question, tags=action.tags, min_score=action.min_score
+            )
+        except Exception:
+            logger.exception("knowledge search failed", extra={"call_id": self.state.call_id})
+            return KnowledgeAnswered(text=None, score=0.0)
+
+    async def _deliver(self, packet: HandoffPacket) -> HandoffPacket:
+        try:
+            summary = await self.bot.brain.summarise(packet, self.state)
+        except Exception:
+            logger.exception("summary failed; keeping the assembled one", extra={"call_id": self.state.call_id})
+            summary = None
+        if summary:
+            packet = packet.model_copy(update={"summary": summary})
+            self.state.handoff = packet
+        try:
+            await self.bot.handoffs.deliver(packet)
+        except Exception:
+            # The caller still hears the transfer; the packet stays on the call's state.
+            logger.exception("handoff delivery failed", extra={"call_id": self.state.call_id, "handoff_id": packet.id})
+        return packet

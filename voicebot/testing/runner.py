@@ -1,0 +1,195 @@
+"""Runs the conversation tests in ``flows/tests/*.yaml`` through a real text-mode session.
+
+Each test is one call: its caller, mocks, clock and queue statistics are applied, then its steps
+are played in order. ``bot`` checks look at what the bot said since the previous caller event,
+in order (a check consumes the line it matched); ``expect`` checks look at the call's state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from voicebot.agent.text_session import TextSession, TextTurn
+from voicebot.engine.dialogue import DialogueEngine
+from voicebot.engine.state import CallState
+from voicebot.flows.errors import Position
+from voicebot.flows.schema import BotExpectation, ConversationTest, Expectation, HandoffExpectation
+from voicebot.handoff.packet import CallerInfo, HandoffPacket
+from voicebot.handoff.sinks import CallbackHandoffSink
+from voicebot.runtime.bot import BotRuntime
+
+
+@dataclass
+class TestOutcome:
+    name: str
+    passed: bool
+    position: Position | None
+    failure: str | None = None
+    transcript: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+
+class _Failed(Exception):
+    pass
+
+
+def _texts(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class ConversationTestRunner:
+    def __init__(self, runtime: BotRuntime) -> None:
+        self.runtime = runtime
+
+    async def run_all(self) -> list[TestOutcome]:
+        return [await self.run(test, pos) for test, pos in self.runtime.loaded.tests]
+
+    async def run(self, test: ConversationTest, position: Position | None = None) -> TestOutcome:
+        started = time.perf_counter()
+        packets: list[HandoffPacket] = []
+
+        def collect(packet: HandoffPacket) -> None:
+            packets.append(packet)
+
+        fixed = test.now if test.now is None or test.now.tzinfo else test.now.replace(tzinfo=dt.UTC)
+        engine = (
+            DialogueEngine(self.runtime.loaded.definition, clock=lambda: fixed)  # type: ignore[arg-type,return-value]
+            if fixed is not None
+            else self.runtime.engine
+        )
+        runtime = replace(self.runtime, engine=engine, handoffs=CallbackHandoffSink(collect))
+        caller = CallerInfo(**test.caller.model_dump())
+        call = runtime.new_call(
+            caller=caller,
+            call_id=f"test-{test.name}",
+            mocks=test.mocks,
+            queues={k: v.model_dump() for k, v in test.queues.items()},
+        )
+        session = TextSession(call)
+        transcript: list[str] = []
+        outcome = TestOutcome(test.name, passed=True, position=position, transcript=transcript)
+        try:
+            turn = await session.start()
+            pending = self._heard(turn, transcript)
+            for i, step in enumerate(test.steps, start=1):
+                where = f"step {i}"
+                if step.user is not None:
+                    transcript.append(f"caller: {step.user}")
+                    pending = self._heard(await session.say(step.user), transcript)
+                elif step.dtmf is not None:
+                    transcript.append(f"keys:   {step.dtmf}")
+                    pending = self._heard(await session.press(step.dtmf), transcript)
+                elif step.silence is not None:
+                    transcript.append(f"(silence {step.silence:g}s)")
+                    pending = self._heard(await session.silence(step.silence), transcript)
+                elif step.bot is not None:
+                    pending = self._check_bot(step.bot, pending, where)
+                elif step.expect is not None:
+                    self._check_state(step.expect, call.state, where)
+        except _Failed as failure:
+            outcome.passed = False
+            outcome.failure = str(failure)
+        except Exception as exc:  # a crash in a test is a failed test, not a dead runner
+            outcome.passed = False
+            outcome.failure = f"error: {type(exc).__name__}: {exc}"
+        finally:
+            await session.aclose()
+        outcome.duration_ms = (time.perf_counter() - started) * 1000
+        return outcome
+
+    @staticmethod
+    def _heard(turn: TextTurn, transcript: list[str]) -> list[str]:
+        transcript.extend(f"bot:    {line}" for line in turn.lines)
+        if turn.reply.handoff is not None:
+            packet = turn.reply.handoff
+            transcript.append(f"(handoff to {packet.queue}, priority {packet.priority}: {packet.reason})")
+        if turn.reply.hangup is not None:
+            transcript.append("(call ended)")
+        return list(turn.lines)
+
+    @staticmethod
+    def _check_bot(expect: BotExpectation, pending: list[str], where: str) -> list[str]:
+        contains = _texts(expect.contains)
+        absent = _texts(expect.not_contains)
+        if absent:
+            for line in pending:
+                for text in absent:
+                    if text.lower() in line.lower():
+                        raise _Failed(f"{where}: the bot said {text!r}, which it should not: {line!r}")
+        if not contains and expect.matches is None:
+            return pending
+        for index, line in enumerate(pending):
+            lowered = line.lower()
+            if all(text.lower() in lowered for text in contains) and (
+                expect.matches is None or re.search(expect.matches, line)
+            ):
+                return pending[index + 1 :]
+        wanted = " and ".join(repr(t) for t in contains)
+        if expect.matches:
+            wanted = (wanted + " and " if wanted else "") + f"a match for /{expect.matches}/"
+        said = " | ".join(pending) if pending else "nothing"
+        raise _Failed(f"{where}: expected the bot to say {wanted}, but it said: {said}")
+
+    @staticmethod
+    def _check_state(expect: Expectation, state: CallState, where: str) -> None:
+        problems: list[str] = []
+        if expect.intent is not None and expect.intent not in (state.intent, state.last_intent):
+            problems.append(f"intent is {state.last_intent or state.intent!r}, expected {expect.intent!r}")
+        if expect.flow is not None:
+            active = [f.flow for f in state.stack]
+            if expect.flow not in active and not (not active and state.flows_run[-1:] == [expect.flow]):
+                problems.append(f"flow is {active or state.flows_run[-1:]}, expected {expect.flow!r}")
+        if expect.step is not None:
+            reached = [label.rsplit(".", 1)[-1] for label in state.steps_reached[-1:]]
+            if expect.step not in reached:
+                problems.append(f"step is {reached}, expected {expect.step!r}")
+        for slot, wanted in (expect.slots or {}).items():
+            actual = state.slots.get(slot)
+            if not _same(actual, wanted):
+                shown = "****" if slot in state.sensitive else repr(actual)
+                problems.append(f"slot {slot!r} is {shown}, expected {wanted!r}")
+        if expect.handoff is not None:
+            problems.extend(_check_handoff(expect.handoff, state.handoff))
+        if expect.ended is not None and state.ended != expect.ended:
+            problems.append(f"the call has {'' if state.ended else 'not '}ended")
+        if expect.sources is not None:
+            got = [s.file or s.title or s.id for s in state.last_sources]
+            for source in expect.sources:
+                if not any(source in str(g) for g in got):
+                    problems.append(f"source {source!r} not among {got}")
+        if problems:
+            raise _Failed(f"{where}: " + "; ".join(problems))
+
+
+def _check_handoff(expected: HandoffExpectation | bool, packet: HandoffPacket | None) -> list[str]:
+    if isinstance(expected, bool):
+        if expected and packet is None:
+            return ["no handoff was made"]
+        if not expected and packet is not None:
+            return [f"a handoff to {packet.queue!r} was made"]
+        return []
+    if packet is None:
+        return ["no handoff was made"]
+    problems = []
+    for key in ("queue", "priority", "reason"):
+        wanted = getattr(expected, key)
+        actual = getattr(packet, key)
+        if wanted is not None and (wanted != actual if key != "reason" else wanted.lower() not in actual.lower()):
+            problems.append(f"handoff {key} is {actual!r}, expected {wanted!r}")
+    return problems
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    if actual == wanted:
+        return True
+    if isinstance(wanted, bool) or isinstance(actual, bool):
+        return False
+    if isinstance(actual, int | float) and isinstance(wanted, int | float):
+        return abs(float(actual) - float(wanted)) < 1e-9
+    return str(actual).strip().lower() == str(wanted).strip().lower()
