@@ -45,8 +45,13 @@ class TextSession:
             self._lines.append(item.text_content or "")
 
     async def start(self) -> TextTurn:
+        self._lines = []
+        started = asyncio.get_running_loop().time()
         run = await self.session.start(self.agent, capture_run=True, record=False)
-        return await self._collect(run)
+        await run
+        latency = (asyncio.get_running_loop().time() - started) * 1000
+        reply = self.agent.replies[-1] if self.agent.replies else Reply()
+        return TextTurn(lines=list(self._lines), reply=reply, latency_ms=latency)
 
     async def say(self, text: str) -> TextTurn:
         return await self._collect(self.session.run(user_input=text))

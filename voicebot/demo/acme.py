@@ -18,8 +18,17 @@ _ACCOUNTS: dict[str, dict[str, Any]] = {
 _OUTAGES = {("broadband", "M1"): "Engineers are working on it and expect it fixed by 6pm today."}
 
 
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+
+
 def _postcode(value: Any) -> str:
-    return re.sub(r"[^A-Z0-9]", "", str(value or "").upper())
+    """'SW1A 1AA' and the spoken 's w one a one a a' are the same postcode."""
+    words = str(value or "").lower().split()
+    spoken = "".join(_DIGIT_WORDS.get(word, word) for word in words)
+    return re.sub(r"[^A-Z0-9]", "", spoken.upper())
 
 
 def _reference(*parts: Any) -> str:

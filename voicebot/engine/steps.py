@@ -228,12 +228,12 @@ class StepRunner(FlowControl):
         if no_input:
             waiting.no_input += 1
             over = waiting.no_input > self.bot.bot.limits.max_no_input
-            apology = self._line(self.bot.bot.no_input, waiting.no_input, DEFAULT_NO_INPUT)
+            apology = DEFAULT_NO_INPUT
         else:
             waiting.no_match += 1
             waiting.attempts += 1
             over = waiting.attempts >= self._max_attempts(step)
-            apology = self._line(self.bot.bot.no_match, waiting.no_match, DEFAULT_NO_MATCH)
+            apology = DEFAULT_NO_MATCH
         if over:
             return self.fail(step, address, f"could not get the caller's {step.collect.replace('_', ' ')}")
         self.say(apology)

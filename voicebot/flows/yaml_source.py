@@ -65,7 +65,41 @@ class SourceMap:
             self.key_positions[(*prefix, *p)] = pos
 
 
-class _StrictComposer(yaml.SafeLoader):
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's plain scalars.
+
+    YAML 1.1 reads ``no``, ``yes``, ``on`` and ``off`` as booleans and ``20:00`` as the number
+    1200: a caller's answer ``user: no`` or an opening time would silently change meaning.
+    Only ``true``/``false`` are booleans here, and times stay text.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Yaml12Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+class _StrictComposer(_Yaml12Loader):
     """A safe loader whose composer refuses anchors, aliases and explicit tags."""
 
     def __init__(self, stream: str, file: Path) -> None:
@@ -165,7 +199,7 @@ class _Builder:
         self.issues: list[FlowIssue] = []
         # Scalars are constructed by the safe constructor so that YAML's own rules for
         # booleans, numbers and nulls apply.
-        self._constructor = yaml.SafeLoader("")
+        self._constructor = _Yaml12Loader("")
 
     def _pos(self, node: Node) -> Position:
         return Position(self.file, node.start_mark.line + 1, node.start_mark.column + 1)

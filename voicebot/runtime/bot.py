@@ -64,10 +64,16 @@ class BotRuntime:
         handoffs: HandoffSink | None = None,
         brain: Brain | None = None,
         knowledge: KnowledgeBase | None = None,
+        with_tests: bool = False,
     ) -> BotRuntime:
         """Load flows and models (blocking: call it off the event loop in a server)."""
         root = bot_dir or settings.bot_dir
-        loaded = load_bot(root, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes)
+        loaded = load_bot(
+            root,
+            env=settings.flow_env(),
+            max_bytes=settings.max_flow_file_bytes,
+            with_tests=with_tests,
+        )
         engine = DialogueEngine(loaded.definition, **({"clock": clock} if clock else {}))
         if brain is None:
             classifier, label = build_classifier(settings, loaded.definition.intents)

@@ -104,37 +104,47 @@ class ConversationTestRunner:
         return outcome
 
     @staticmethod
-    def _heard(turn: TextTurn, transcript: list[str]) -> list[str]:
+    def _heard(turn: TextTurn, transcript: list[str]) -> str:
         transcript.extend(f"bot:    {line}" for line in turn.lines)
         if turn.reply.handoff is not None:
             packet = turn.reply.handoff
             transcript.append(f"(handoff to {packet.queue}, priority {packet.priority}: {packet.reason})")
         if turn.reply.hangup is not None:
             transcript.append("(call ended)")
-        return list(turn.lines)
+        return " ".join(turn.lines)
 
     @staticmethod
-    def _check_bot(expect: BotExpectation, pending: list[str], where: str) -> list[str]:
+    def _check_bot(expect: BotExpectation, pending: str, where: str) -> str:
+        """Check what the bot said since the last caller event; return what is left after it.
+
+        A check consumes the text up to the end of what it matched, so two checks in a row
+        look for two things said in that order.
+        """
         contains = _texts(expect.contains)
-        absent = _texts(expect.not_contains)
-        if absent:
-            for line in pending:
-                for text in absent:
-                    if text.lower() in line.lower():
-                        raise _Failed(f"{where}: the bot said {text!r}, which it should not: {line!r}")
-        if not contains and expect.matches is None:
-            return pending
-        for index, line in enumerate(pending):
-            lowered = line.lower()
-            if all(text.lower() in lowered for text in contains) and (
-                expect.matches is None or re.search(expect.matches, line)
-            ):
-                return pending[index + 1 :]
-        wanted = " and ".join(repr(t) for t in contains)
-        if expect.matches:
-            wanted = (wanted + " and " if wanted else "") + f"a match for /{expect.matches}/"
-        said = " | ".join(pending) if pending else "nothing"
-        raise _Failed(f"{where}: expected the bot to say {wanted}, but it said: {said}")
+        lowered = pending.lower()
+        for text in _texts(expect.not_contains):
+            if text.lower() in lowered:
+                raise _Failed(f"{where}: the bot said {text!r}, which it should not: {pending!r}")
+        end = 0
+        missing = []
+        for text in contains:
+            found = lowered.find(text.lower())
+            if found < 0:
+                missing.append(repr(text))
+            else:
+                end = max(end, found + len(text))
+        if expect.matches is not None:
+            match = re.search(expect.matches, pending)
+            if match is None:
+                missing.append(f"a match for /{expect.matches}/")
+            else:
+                end = max(end, match.end())
+        if missing:
+            said = pending if pending else "nothing"
+            raise _Failed(
+                f"{where}: expected the bot to say {' and '.join(missing)}, but it said: {said}"
+            )
+        return pending[end:]
 
     @staticmethod
     def _check_state(expect: Expectation, state: CallState, where: str) -> None:

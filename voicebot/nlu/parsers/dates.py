@@ -211,7 +211,7 @@ def _relative(toks: list[str], words: Words, today: date) -> date | None:
         size = len(phrase)
         if any(tuple(toks[i : i + size]) == phrase for i in range(len(toks) - size + 1)):
             return today + timedelta(days=delta)
-    return _offset(toks, words, today) or _weekday(toks, words, today)
+    return _offset(toks, words, today)
 
 
 def _day_of_month(toks: list[str], words: Words, today: date) -> DateOrError | None:
@@ -225,8 +225,7 @@ def _day_of_month(toks: list[str], words: Words, today: date) -> DateOrError | N
         if isinstance(this_month, date) and this_month >= today:
             return this_month
         following = today.replace(day=1) + relativedelta(months=1)
-        made = _make(following.year, following.month, day)
-        return made
+        return _make(following.year, following.month, day)
     return None
 
 
@@ -248,7 +247,10 @@ def parse_date(text: str, locale: Locale, now: datetime) -> ParseResult:
         if found is None:
             found = _relative(toks, words, today)
         if found is None:
+            # "monday the sixteenth": the day of the month is the more precise part.
             found = _day_of_month(toks, words, today)
+        if found is None:
+            found = _weekday(toks, words, today)
     if found is None:
         return fail(ErrorCode.NO_MATCH)
     if isinstance(found, ErrorCode):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import ErrorCode, ParseResult, SlotSpec, fail, success, tokenize
+from .base import MAX_INPUT_CHARS, ErrorCode, ParseResult, SlotSpec, fail, success, tokenize
 from .lang import ENGLISH, Locale, Words, get_locale
 from .readers import read_below_hundred, strong_unit
 
@@ -56,7 +56,7 @@ def _after_multiplier(tokens: list[str], j: int, value: int, words: Words) -> tu
     tok = tokens[j]
     if tok in words.hundred:
         multiplier = 100
-    elif words.scales.get(tok) == 1000 and tok != "k":
+    elif words.scales.get(tok) == 1000:
         multiplier = 1000
     else:
         return str(value), j
@@ -149,7 +149,7 @@ def spoken_digits(text: str, *, language: str = "en-US") -> str | None:
     of a sentence) or when the text is only "oh"s, which is more likely an interjection.
     """
     locale = get_locale(language)
-    if locale is None or not isinstance(text, str) or len(text) > 1000:
+    if locale is None or not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
         return None
     words = locale.words
     tokens = [t for t in tokenize(text) if t not in words.fillers]

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-from .base import ErrorCode, ParseResult, fail, normalise, success
+from .base import MAX_INPUT_CHARS, ErrorCode, ParseResult, fail, normalise, success
 from .digits import digit_runs
 from .lang import Locale, Words, get_locale
 from .readers import read_below_hundred, strong_unit
@@ -22,16 +23,27 @@ __all__ = [
 Number = int | float
 
 _THOUSANDS_SEP_RE = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
-# A minus sign, not a dash between digit groups as in "1234-5678".
-_MINUS_SIGN_RE = re.compile(r"(?<![0-9a-z])[-\u2212](?=[0-9])")
-_NUMBER_TOKEN_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+")
+_MINUS_SIGN = "-"
+# Numbers (decimals whole), words, and a minus sign that is not a dash between digit groups as in
+# "1234-5678".
+_NUMBER_TOKEN_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?|[a-z]+|(?<![0-9a-z])-(?=[0-9])")
+# "5k", "2.5k": the written thousands suffix, the same in every language we expect.
+_THOUSANDS_SUFFIX_RE = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)k\b")
 _KEYPAD_NUMBER_RE = re.compile(r"[0-9]+(?:\*[0-9]+)?")
 _NO_SCALE = 10**15
+# Longer digit strings are identifiers, not amounts, and would overflow a float.
+_MAX_NUMBER_DIGITS = 18
+
+
+def _expand_thousands(match: re.Match[str]) -> str:
+    return str(_tidy(float(match.group(1)) * 1000))
 
 
 def number_tokens(text: str, words: Words) -> list[str]:
     """Tokens for number parsing: decimals stay whole ("3.5"), fillers go."""
-    folded = _MINUS_SIGN_RE.sub(" minus ", _THOUSANDS_SEP_RE.sub("", normalise(text)))
+    folded = _THOUSANDS_SEP_RE.sub("", normalise(text))
+    folded = _THOUSANDS_SUFFIX_RE.sub(_expand_thousands, folded)
+    folded = folded.replace("\u2212", _MINUS_SIGN)
     return [t for t in _NUMBER_TOKEN_RE.findall(folded) if t not in words.fillers]
 
 
@@ -164,7 +176,7 @@ def _decimal_digits(toks: list[str], words: Words) -> str | None:
 def _real(toks: list[str], words: Words) -> Number | None:
     """A signed number with an optional decimal part."""
     sign = 1
-    if toks and toks[0] in words.minus:
+    if toks and (toks[0] in words.minus or toks[0] == _MINUS_SIGN):
         sign, toks = -1, toks[1:]
     if not toks:
         return None
@@ -209,7 +221,7 @@ def _amount(toks: list[str], words: Words) -> Number | None:
 
 def _is_numberish(tok: str, words: Words) -> bool:
     return (
-        tok[0].isdigit()
+        (tok[0].isdigit() and len(tok) <= _MAX_NUMBER_DIGITS)
         or tok in words.units
         or tok in words.teens
         or tok in words.tens
@@ -218,6 +230,7 @@ def _is_numberish(tok: str, words: Words) -> bool:
         or tok in words.articles
         or tok in words.digit_joiners
         or tok in words.minus
+        or tok == _MINUS_SIGN
         or tok in words.point
         or tok in words.half
         or tok in words.quarter
@@ -243,7 +256,7 @@ def _is_core(tok: str, words: Words) -> bool:
 def _value(toks: list[str], words: Words) -> Number | None:
     value = _amount(toks, words)
     if value is not None:
-        return value
+        return value if math.isfinite(value) else None
     # "one two three" is not a well-formed number but plainly means 123.
     runs = digit_runs(toks, words)
     if len(runs) == 1 and runs[0].start == 0 and runs[0].end == len(toks):
@@ -259,7 +272,7 @@ def _article_counts(toks: list[str], words: Words) -> bool:
 
 def _spans(toks: list[str], words: Words) -> list[list[str]]:
     """Maximal stretches of number words in a sentence, trimmed of dangling "and"/"a"."""
-    dangling = words.digit_joiners | words.articles | words.point | words.minus
+    dangling = words.digit_joiners | words.articles | words.point | words.minus | {_MINUS_SIGN}
     spans: list[list[str]] = []
     current: list[str] = []
     for tok in [*toks, ""]:
@@ -291,7 +304,7 @@ def words_to_number(text: str, *, language: str = "en-US") -> int | float | None
     part, a fraction or pence; returns None if any word is not part of the number.
     """
     locale = get_locale(language)
-    if locale is None or not isinstance(text, str) or len(text) > 1000:
+    if locale is None or not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
         return None
     words = locale.words
     toks = number_tokens(text, words)

@@ -1,0 +1,210 @@
+"""The ``voicebot`` command. Every command takes ``--bot DIR`` (env ``VOICEBOT_BOT_DIR``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voicebot.config import Settings
+from voicebot.flows.errors import FlowError
+
+app = typer.Typer(
+    help="voicebot: a conversational IVR and voicebot for contact centres.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+flows_app = typer.Typer(help="Check, test and describe the bot's YAML flows.", no_args_is_help=True)
+nlu_app = typer.Typer(help="The offline language understanding.", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+app.add_typer(nlu_app, name="nlu")
+
+BotOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--bot",
+        help="The bot directory (holding flows/ and knowledge/). Default: $VOICEBOT_BOT_DIR or '.'.",
+        file_okay=False,
+    ),
+]
+
+
+def _settings(bot: Path | None) -> Settings:
+    settings = Settings()
+    if bot is not None:
+        settings = settings.model_copy(update={"bot_dir": bot})
+    return settings
+
+
+def _setup_logging(settings: Settings, *, quiet: bool = False) -> None:
+    from voicebot.observability import configure_logging
+
+    configure_logging(settings, level=logging.WARNING if quiet else None)
+
+
+def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
+    from voicebot.runtime.bot import BotRuntime
+
+    try:
+        return BotRuntime.load(settings, **kwargs)  # type: ignore[arg-type]
+    except FlowError as exc:
+        _print_issues(exc)
+        raise typer.Exit(1) from None
+
+
+def _print_issues(exc: FlowError) -> None:
+    for issue in exc.issues:
+        typer.echo(str(issue), err=True)
+    typer.echo(f"{len(exc.errors)} error(s)", err=True)
+
+
+# --- flows ----------------------------------------------------------------------------------
+
+
+@flows_app.command("validate")
+def flows_validate(bot: BotOption = None) -> None:
+    """Check every flow file and conversation test; print each problem as path:line:col."""
+    from voicebot.flows.loader import load_bot
+
+    settings = _settings(bot)
+    try:
+        loaded = load_bot(
+            settings.bot_dir,
+            env=settings.flow_env(),
+            max_bytes=settings.max_flow_file_bytes,
+            with_tests=True,
+        )
+    except FlowError as exc:
+        _print_issues(exc)
+        raise typer.Exit(1) from None
+    for warning in loaded.warnings:
+        typer.echo(str(warning), err=True)
+    d = loaded.definition
+    typer.echo(
+        f"ok: {len(d.flows)} flows, {len(d.intents)} intents, {len(d.queues)} queues, "
+        f"{len(d.actions)} actions, {len(loaded.tests)} tests in {len(loaded.files)} files"
+    )
+
+
+@flows_app.command("test")
+def flows_test(
+    bot: BotOption = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    name: Annotated[
+        str | None, typer.Option("-k", "--name", help="Only tests whose name contains this.")
+    ] = None,
+) -> None:
+    """Run the conversation tests in flows/tests/ (offline); exit 1 if any fails."""
+    from voicebot.handoff.sinks import CallbackHandoffSink
+    from voicebot.testing.junit import write_junit
+    from voicebot.testing.runner import ConversationTestRunner
+
+    settings = _settings(bot)
+    _setup_logging(settings, quiet=True)
+    runtime = _load_runtime(settings, handoffs=CallbackHandoffSink(lambda _: None), with_tests=True)
+    tests = [(t, p) for t, p in runtime.loaded.tests if name is None or name in t.name]
+    if not tests:
+        typer.echo("no conversation tests found in flows/tests/", err=True)
+        raise typer.Exit(1)
+    runner = ConversationTestRunner(runtime)
+
+    async def run_all() -> list:  # type: ignore[type-arg]
+        try:
+            return [await runner.run(t, p) for t, p in tests]
+        finally:
+            await runtime.aclose()
+
+    outcomes = asyncio.run(run_all())
+    for outcome in outcomes:
+        mark = "PASS" if outcome.passed else "FAIL"
+        where = f"  ({outcome.position})" if outcome.position else ""
+        typer.echo(f"{mark}  {outcome.name}  [{outcome.duration_ms:.0f} ms]{'' if outcome.passed else where}")
+        if not outcome.passed:
+            typer.echo(f"      {outcome.failure}")
+            for line in outcome.transcript:
+                typer.echo(f"        {line}")
+    failed = sum(not o.passed for o in outcomes)
+    typer.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    if junit is not None:
+        write_junit(outcomes, junit)
+    if failed:
+        raise typer.Exit(1)
+
+
+@flows_app.command("schema")
+def flows_schema(
+    tests: Annotated[bool, typer.Option("--tests", help="The schema of test files instead.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """Print the JSON Schema of flow files, for editors (VS Code YAML extension)."""
+    from voicebot.flows.json_schema import flow_file_schema, test_file_schema
+
+    schema = test_file_schema() if tests else flow_file_schema()
+    text = json.dumps(schema, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
+# --- nlu ------------------------------------------------------------------------------------
+
+
+@nlu_app.command("classify")
+def nlu_classify(bot: BotOption = None) -> None:
+    """Read utterances (one per line) on stdin; write one JSON object per line."""
+    from voicebot.runtime.bot import build_classifier
+
+    settings = _settings(bot)
+    _setup_logging(settings, quiet=True)
+    from voicebot.flows.loader import load_bot
+
+    try:
+        loaded = load_bot(settings.bot_dir, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes)
+    except FlowError as exc:
+        _print_issues(exc)
+        raise typer.Exit(1) from None
+    classifier, _ = build_classifier(settings, loaded.definition.intents)
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        result = classifier.classify(text)
+        record = {"text": text, "intent": result.intent, "confidence": round(result.confidence, 4)}
+        typer.echo(json.dumps(record, ensure_ascii=False))
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+
+@app.command("chat")
+def chat(
+    bot: BotOption = None,
+    caller: Annotated[str | None, typer.Option("--caller", help="The caller's number.")] = None,
+) -> None:
+    """Talk to the bot in the terminal. '#1234' or '/dtmf 1234' presses keys, '/silence' waits.
+
+    When stdin is not a terminal, each line is one caller turn (for scripts).
+    """
+    from voicebot.cli.chat import run_chat
+
+    settings = _settings(bot)
+    _setup_logging(settings, quiet=True)
+    runtime = _load_runtime(settings)
+    code = asyncio.run(run_chat(runtime, caller_number=caller, interactive=sys.stdin.isatty()))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
