@@ -917,6 +917,16 @@ def test_rejects_non_string_input(type_: str) -> None:
     assert_error(parse_keypad(spec, 42), "invalid_input")  # type: ignore[arg-type]
 
 
+def test_slot_spec_is_hashable() -> None:
+    spec = SlotSpec(type="choice", choices=CHOICES, choice_synonyms=SYNONYMS)  # type: ignore[arg-type]
+    assert hash(spec) == hash(SlotSpec(type="choice", choices=CHOICES))
+
+
+def test_huge_numbers_are_not_amounts() -> None:
+    assert_error(parse("number", "9" * 500 + " pounds fifty"), "no_match")
+    assert words_to_number("1" * 19) is None
+
+
 def test_too_long_speech() -> None:
     assert_error(parse("digits", "1" * 1001), "too_long")
 

@@ -23,7 +23,9 @@ app = typer.Typer(
 flows_app = typer.Typer(help="Check, test and describe the bot's YAML flows.", no_args_is_help=True)
 nlu_app = typer.Typer(help="The offline language understanding.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
+models_app = typer.Typer(help="Models that voicebot runs locally.", no_args_is_help=True)
 app.add_typer(nlu_app, name="nlu")
+app.add_typer(models_app, name="models")
 
 BotOption = Annotated[
     Path | None,
@@ -179,6 +181,40 @@ def nlu_classify(bot: BotOption = None) -> None:
         result = classifier.classify(text)
         record = {"text": text, "intent": result.intent, "confidence": round(result.confidence, 4)}
         typer.echo(json.dumps(record, ensure_ascii=False))
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="The model: 'embedder' (all-MiniLM-L6-v2, ONNX).")],
+) -> None:
+    """Download a model once into the local cache (needs internet)."""
+    from voicebot.nlu.model_download import DownloadError, download_embedder
+
+    if name != "embedder":
+        typer.echo(f"unknown model {name!r}; known: embedder", err=True)
+        raise typer.Exit(2)
+    existing = Settings().resolved_model_dir()
+    if existing is not None:
+        typer.echo(f"already present: {existing}")
+        return
+    with typer.progressbar(length=100, label="all-MiniLM-L6-v2") as bar:
+        shown = [0]
+
+        def progress(done: int, total: int | None) -> None:
+            if total:
+                percent = done * 100 // total
+                bar.update(percent - shown[0])
+                shown[0] = percent
+
+        try:
+            path = download_embedder(progress=progress)
+        except DownloadError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"saved to {path}")
 
 
 # --- chat -----------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def load_bot(
                 source_map.positions[(section,)] = smap.locate((section,)) or Position(shown, 1, 1)
 
     if "bot" not in merged:
-        issues.append(FlowIssue(None, "no 'bot:' section in any flow file (it needs at least a name)"))
+        if not issues:  # a file that failed to parse may well hold the bot section
+            issues.append(FlowIssue(None, "no 'bot:' section in any flow file (it needs a name)"))
         raise FlowError(issues)
 
     # Each intent, queue, action and flow is validated on its own, so one broken flow does not
@@ -256,12 +257,7 @@ def _explain(
 
 
 def _document_path(loc: tuple[Any, ...], source_map: SourceMap) -> PathKey:
-    path: PathKey = ()
-    for element in loc:
-        candidate = (*path, element)
-        if candidate in source_map.positions or candidate in source_map.key_positions:
-            path = candidate
-    return path
+    return source_map.walk(loc)
 
 
 def _drop_wrong_branches(errors: list[ErrorDetails]) -> list[ErrorDetails]:

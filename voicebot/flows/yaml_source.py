@@ -45,14 +45,31 @@ class SourceMap:
         Elements that are not part of the document (pydantic adds union tags and the like) are
         skipped, so an error inside a step still points at the step's line.
         """
+        return self.positions.get(self.walk(loc))
+
+    def walk(self, loc: tuple[Any, ...]) -> PathKey:
+        """The longest document path that ``loc`` (an error location) leads to.
+
+        A union tag can have the same name as a document key (a step's tag ``say`` is also its
+        ``say:`` key), so an element is skipped when the path continues only without it.
+        """
         path: PathKey = ()
-        best = self.positions.get(path)
-        for element in loc:
+        for i, element in enumerate(loc):
             candidate = (*path, element)
-            if candidate in self.positions:
-                path = candidate
-                best = self.positions[path]
-        return best
+            if not self._known(candidate):
+                continue
+            following = loc[i + 1] if i + 1 < len(loc) else None
+            if (
+                following is not None
+                and not self._known((*candidate, following))
+                and self._known((*path, following))
+            ):
+                continue
+            path = candidate
+        return path
+
+    def _known(self, path: PathKey) -> bool:
+        return path in self.positions or path in self.key_positions
 
     def key(self, path: PathKey) -> Position | None:
         """Where the key of a mapping entry is written (for 'unknown key' errors)."""

@@ -81,7 +81,8 @@ class SlotSpec:
     min_length: int | None = None
     max_length: int | None = None
     choices: tuple[str, ...] = ()
-    choice_synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Left out of the hash so that a spec stays hashable (usable as a cache key) with a dict here.
+    choice_synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     language: str = "en-US"
 
 

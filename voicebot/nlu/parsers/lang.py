@@ -44,7 +44,6 @@ class Words:
     weekdays: Mapping[str, int]
     date_connectors: frozenset[str]
     relative_days: Mapping[tuple[str, ...], int]
-    this_words: frozenset[str]
     next_words: frozenset[str]
     previous_words: frozenset[str]
     week: frozenset[str]
@@ -189,7 +188,6 @@ ENGLISH = Words(
         ("tmrw",): 1,
         ("yesterday",): -1,
     },
-    this_words=frozenset({"this"}),
     next_words=frozenset({"next", "coming"}),
     previous_words=frozenset({"last", "previous", "past"}),
     week=frozenset({"week"}),

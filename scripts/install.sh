@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything voicebot needs on a Debian/Ubuntu machine: system packages, a virtualenv
+# in .venv with voicebot and its development tools, and the sentence-embedding model.
+# Safe to run again: each step skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if command -v apt-get >/dev/null 2>&1; then
+  echo "== system packages"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    python3 python3-venv python3-pip ca-certificates >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "voicebot needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version)" >&2
+  exit 1
+fi
+
+echo "== python packages (.venv)"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+
+echo "== embedding model (all-MiniLM-L6-v2)"
+if .venv/bin/python -c 'import sys; from voicebot.config import Settings; sys.exit(0 if Settings().resolved_model_dir() else 1)'; then
+  echo "found: $(.venv/bin/python -c 'from voicebot.config import Settings; print(Settings().resolved_model_dir())')"
+else
+  .venv/bin/voicebot models download embedder || {
+    echo "warning: the embedding model could not be downloaded; voicebot falls back to keyword" >&2
+    echo "matching. Set VOICEBOT_EMBEDDING_MODEL_DIR to a copy of all-MiniLM-L6-v2 (onnx/)." >&2
+  }
+fi
+echo "== done: try '.venv/bin/voicebot chat'"
