@@ -41,6 +41,8 @@ async def run_chat(runtime: BotRuntime, *, caller_number: str | None, interactiv
             text = line.strip()
             if not text:
                 continue
+            if not interactive:
+                typer.echo(f"caller: {text}")
             if keys := _KEYS.match(text):
                 turn = await session.press(keys.group(1))
             elif silence := _SILENCE.match(text):
@@ -51,8 +53,6 @@ async def run_chat(runtime: BotRuntime, *, caller_number: str | None, interactiv
                 continue
             else:
                 turn = await session.say(text)
-            if not interactive:
-                typer.echo(f"caller: {text}")
             _show(turn)
     finally:
         await session.aclose()
@@ -61,8 +61,8 @@ async def run_chat(runtime: BotRuntime, *, caller_number: str | None, interactiv
 
 
 def _timeout(runtime: BotRuntime) -> float:
-    listen = None
-    return listen or runtime.loaded.definition.bot.limits.no_input_timeout + 1
+    """'/silence' with no number: just long enough to be a no-input anywhere in the bot."""
+    return runtime.loaded.definition.bot.limits.no_input_timeout + 1
 
 
 def _show(turn: TextTurn) -> None:

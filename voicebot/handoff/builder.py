@@ -82,7 +82,9 @@ def assemble_summary(state: CallState, bot: BotDefinition, reason: str) -> str:
     sentences: list[str] = []
     if state.intent:
         intent = bot.intents.get(state.intent)
-        want = (intent.description if intent and intent.description else state.intent).rstrip(".")
+        flow = next((f for f in bot.flows.values() if state.intent in f.triggers), None)
+        described = (intent.description if intent else None) or (flow.description if flow else None)
+        want = (described or state.intent).rstrip(".")
         sentences.append(f"{who}: {_lower_first(want)}.")
     else:
         sentences.append(f"{who} did not state a clear reason for calling.")

@@ -1,0 +1,3 @@
+from voicebot.cli.main import main
+
+main()
