@@ -37,7 +37,9 @@ class Bot:
 
 @pytest.fixture
 def make_bot(tmp_path: Path):
-    def make(text: str, *, now: dt.datetime = MONDAY_10AM, extra: dict[str, str] | None = None) -> Bot:
+    def make(
+        text: str, *, now: dt.datetime = MONDAY_10AM, extra: dict[str, str] | None = None
+    ) -> Bot:
         write_bot(tmp_path, {"bot.yaml": text, **(extra or {})})
         return Bot(tmp_path, now)
 

@@ -19,7 +19,9 @@ async def backend() -> AsyncIterator[tuple[str, list[dict]]]:
 
     async def lookup(request: web.Request) -> web.Response:
         body = await request.json()
-        seen.append({"path": request.path, "body": body, "auth": request.headers.get("Authorization")})
+        seen.append(
+            {"path": request.path, "body": body, "auth": request.headers.get("Authorization")}
+        )
         return web.json_response({"status": "ok", "balance": "42.50", "echo": body})
 
     async def slow(request: web.Request) -> web.Response:
@@ -59,7 +61,10 @@ async def backend() -> AsyncIterator[tuple[str, list[dict]]]:
 
 def action(url: str, **http: object) -> ActionDef:
     return ActionDef.model_validate(
-        {"http": {"url": url, **http}, "body": {"account": "{{ slots.account }}", "n": "{{ args.n }}"}}
+        {
+            "http": {"url": url, **http},
+            "body": {"account": "{{ slots.account }}", "n": "{{ args.n }}"},
+        }
     )
 
 
@@ -74,7 +79,9 @@ async def test_webhook_posts_rendered_body_and_returns_json(backend) -> None:
     done = await executor.run("lookup", {"n": 3, "token": "t0k"}, CONTEXT)
     await executor.aclose()
     assert done.ok and done.response["balance"] == "42.50"
-    assert seen == [{"path": "/lookup", "body": {"account": "12345678", "n": 3}, "auth": "Bearer t0k"}]
+    assert seen == [
+        {"path": "/lookup", "body": {"account": "12345678", "n": 3}, "auth": "Bearer t0k"}
+    ]
 
 
 async def test_webhook_timeout_non_json_and_5xx_fail_cleanly(backend) -> None:
@@ -87,7 +94,9 @@ async def test_webhook_timeout_non_json_and_5xx_fail_cleanly(backend) -> None:
             "refused": action("http://127.0.0.1:9/none", timeout=1),
         }
     )
-    results = {name: await executor.run(name, {}, CONTEXT) for name in ("slow", "html", "fail", "refused")}
+    results = {
+        name: await executor.run(name, {}, CONTEXT) for name in ("slow", "html", "fail", "refused")
+    }
     await executor.aclose()
     assert {k: (v.ok, v.error) for k, v in results.items()} == {
         "slow": (False, "timeout"),
@@ -127,7 +136,10 @@ async def test_python_handlers_mocks_and_unknown_actions() -> None:
             "missing": ActionDef(python="tests.handlers:nothing_here"),
         }
     )
-    assert (await executor.run("lookup", {"account": "12"}, CONTEXT)).response == {"balance": 142.5, "vip": True}
+    assert (await executor.run("lookup", {"account": "12"}, CONTEXT)).response == {
+        "balance": 142.5,
+        "vip": True,
+    }
     assert (await executor.run("broken", {}, CONTEXT)).error == "ConnectionError"
     assert (await executor.run("missing", {}, CONTEXT)).error == "handler not found"
     assert (await executor.run("nope", {}, CONTEXT)).error == "unknown action"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import REPO
 from voicebot.agent.flow_agent import FlowLLM
 from voicebot.agent.text_session import TextSession
 from voicebot.config import Settings
 from voicebot.handoff.sinks import CallbackHandoffSink
 from voicebot.runtime.bot import BotRuntime
 from voicebot.testing.runner import ConversationTestRunner
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,11 @@ async def test_session_speaks_through_the_flow_llm(example_runtime: BotRuntime) 
         assert "account number" in (session.session.history.items[-1].text_content or "")
         keys = await session.press("12345678")
         assert "postcode" in keys.text
-        history = [m.text_content for m in session.session.history.items if getattr(m, "role", "") == "user"]
+        history = [
+            m.text_content
+            for m in session.session.history.items
+            if getattr(m, "role", "") == "user"
+        ]
         assert history == ["what's my balance"]  # keypad digits never enter the chat context
     finally:
         await session.aclose()

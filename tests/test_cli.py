@@ -29,7 +29,12 @@ def test_validate_example_bot() -> None:
 
 
 def test_validate_reports_every_error_and_exits_1(tmp_path: Path) -> None:
-    write_bot(tmp_path, {"bot.yaml": "bot:\n  name: x\nflows:\n  f:\n    steps:\n      - say: hi\n        nxt: end\n      - call: nowhere\n"})
+    write_bot(
+        tmp_path,
+        {
+            "bot.yaml": "bot:\n  name: x\nflows:\n  f:\n    steps:\n      - say: hi\n        nxt: end\n      - call: nowhere\n"
+        },
+    )
     done = voicebot("flows", "validate", "--bot", str(tmp_path))
     assert done.returncode == 1
     lines = done.stderr.splitlines()
@@ -65,7 +70,11 @@ def test_nlu_classify_json_lines() -> None:
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert rows[0]["intent"] == "check_balance" and rows[0]["confidence"] > 0.55
-    assert rows[1] == {"text": "blue elephants dance", "intent": None, "confidence": rows[1]["confidence"]}
+    assert rows[1] == {
+        "text": "blue elephants dance",
+        "intent": None,
+        "confidence": rows[1]["confidence"],
+    }
 
 
 def test_chat_scripted_from_stdin_prints_the_packet() -> None:
@@ -85,7 +94,14 @@ def test_schema_export() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["chat", "--help"], ["flows", "validate", "--help"], ["flows", "test", "--help"],
-                 ["flows", "schema", "--help"], ["nlu", "classify", "--help"], ["models", "download", "--help"]):
+    for args in (
+        ["--help"],
+        ["chat", "--help"],
+        ["flows", "validate", "--help"],
+        ["flows", "test", "--help"],
+        ["flows", "schema", "--help"],
+        ["nlu", "classify", "--help"],
+        ["models", "download", "--help"],
+    ):
         done = voicebot(*args)
         assert done.returncode == 0 and "Usage" in done.stdout, args

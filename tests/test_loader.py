@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, write_bot
 from voicebot.flows.errors import FlowError
 from voicebot.flows.loader import load_bot
-from tests.conftest import REPO, write_bot
 
 BASE = """\
 bot:
@@ -42,12 +42,21 @@ def test_malformed_yaml_points_at_line_and_column(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
-    found = errors(tmp_path, {"bot.yaml": BASE + "flows:\n  f:\n    steps:\n      - say: hi\n        bargein: false\n"})
+    found = errors(
+        tmp_path,
+        {"bot.yaml": BASE + "flows:\n  f:\n    steps:\n      - say: hi\n        bargein: false\n"},
+    )
     assert found == ["flows/bot.yaml:11:9: unknown key 'bargein' (did you mean 'barge_in'?)"]
 
 
 def test_wrong_type_is_said_in_plain_words(tmp_path: Path) -> None:
-    found = errors(tmp_path, {"bot.yaml": BASE + "flows:\n  f:\n    steps:\n      - say: hi\n        barge_in: sometimes\n"})
+    found = errors(
+        tmp_path,
+        {
+            "bot.yaml": BASE
+            + "flows:\n  f:\n    steps:\n      - say: hi\n        barge_in: sometimes\n"
+        },
+    )
     assert found == ["flows/bot.yaml:11:19: 'barge_in' should be true or false (got 'sometimes')"]
 
 
@@ -57,17 +66,37 @@ def test_step_without_a_step_key(tmp_path: Path) -> None:
 
 
 def test_dangling_next_names_flow_and_target(tmp_path: Path) -> None:
-    found = errors(tmp_path, {"bot.yaml": BASE + "flows:\n  pay:\n    steps:\n      - id: ask\n        say: hi\n        next: confirm\n"})
-    assert found == ["flows/bot.yaml:12:15: step 'ask' in flow 'pay' goes to 'confirm', which is not a step or flow that exists"]
+    found = errors(
+        tmp_path,
+        {
+            "bot.yaml": BASE
+            + "flows:\n  pay:\n    steps:\n      - id: ask\n        say: hi\n        next: confirm\n"
+        },
+    )
+    assert found == [
+        "flows/bot.yaml:12:15: step 'ask' in flow 'pay' goes to 'confirm', which is not a step or flow that exists"
+    ]
 
 
 def test_unreachable_step(tmp_path: Path) -> None:
-    found = errors(tmp_path, {"bot.yaml": BASE + "flows:\n  f:\n    steps:\n      - say: a\n        next: end\n      - say: b\n"})
-    assert len(found) == 1 and "can never be reached" in found[0] and found[0].startswith("flows/bot.yaml:12:9")
+    found = errors(
+        tmp_path,
+        {
+            "bot.yaml": BASE
+            + "flows:\n  f:\n    steps:\n      - say: a\n        next: end\n      - say: b\n"
+        },
+    )
+    assert (
+        len(found) == 1
+        and "can never be reached" in found[0]
+        and found[0].startswith("flows/bot.yaml:12:9")
+    )
 
 
 def test_unknown_action_queue_intent_and_slot(tmp_path: Path) -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
 flows:
   f:
     trigger: helo
@@ -76,6 +105,7 @@ flows:
       - say: "{{ slots.acount }}"
       - handoff: genral
 """
+    )
     found = errors(tmp_path, {"bot.yaml": text})
     joined = "\n".join(found)
     assert "uses intent 'helo', which is not defined (did you mean 'hello'?)" in joined
@@ -86,7 +116,9 @@ flows:
 
 
 def test_bad_expression_and_unknown_name(tmp_path: Path) -> None:
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
 flows:
   f:
     steps:
@@ -96,6 +128,7 @@ flows:
             then: end
       - say: "{{ customer.name }}"
 """
+    )
     found = errors(tmp_path, {"bot.yaml": text})
     assert any("condition that does not parse" in e for e in found)
     assert any("uses 'customer', which is not a known name" in e for e in found)
@@ -133,7 +166,10 @@ def test_missing_environment_variable(tmp_path: Path) -> None:
 
 
 def test_environment_variable_and_default(tmp_path: Path) -> None:
-    text = BASE + 'actions:\n  a: { http: { url: "${BACKEND_URL}/x" } }\n  b: { http: { url: "${OTHER:-http://h}/y" } }\n'
+    text = (
+        BASE
+        + 'actions:\n  a: { http: { url: "${BACKEND_URL}/x" } }\n  b: { http: { url: "${OTHER:-http://h}/y" } }\n'
+    )
     write_bot(tmp_path, {"bot.yaml": text})
     loaded = load_bot(tmp_path, env={"BACKEND_URL": "https://crm.example"})
     assert loaded.definition.actions["a"].http.url == "https://crm.example/x"  # type: ignore[union-attr]
@@ -160,7 +196,10 @@ def test_no_bot_section(tmp_path: Path) -> None:
 
 def test_yes_and_no_stay_words_and_times_stay_text(tmp_path: Path) -> None:
     text = BASE + 'flows:\n  f:\n    steps:\n      - say: no\n      - say: "ok"\n'
-    text = text.replace("name: Test", 'name: Test\n  hours: { timezone: Europe/London, weekly: { mon-fri: 08:00-20:00 } }')
+    text = text.replace(
+        "name: Test",
+        "name: Test\n  hours: { timezone: Europe/London, weekly: { mon-fri: 08:00-20:00 } }",
+    )
     write_bot(tmp_path, {"bot.yaml": text})
     loaded = load_bot(tmp_path, env={})
     assert loaded.definition.flows["f"].steps[0].say == "no"  # type: ignore[union-attr]

@@ -19,9 +19,9 @@ def test_mask_numbers_and_emails_in_text() -> None:
 
 
 def test_redact_removes_secret_values_and_their_spelled_form() -> None:
-    assert redact("card 4111111111111111 or 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", ["4111111111111111"]) == (
-        "card ****1111 or ****1111"
-    )
+    assert redact(
+        "card 4111111111111111 or 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", ["4111111111111111"]
+    ) == ("card ****1111 or ****1111")
 
 
 def test_log_filter_masks_message_args_and_extra(caplog) -> None:

@@ -36,14 +36,17 @@ actions:
 
 
 async def test_say_set_and_templates(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
     steps:
       - set: { greeting_name: Sam, count: "{{ 2 + 3 }}" }
       - say: ["Hi {{ slots.greeting_name }}, we have {{ slots.count }} shops."]
-""")
+"""
+    )
     call = bot.runtime.new_call()
     assert "How can I help" in (await call.start()).text
     reply = await call.caller_said("when are you open")
@@ -53,7 +56,9 @@ flows:
 
 
 async def test_collect_digits_with_dtmf_rejection_and_limit(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -69,7 +74,8 @@ flows:
         max_attempts: 2
         on_fail: { handoff: general, reason: no account }
       - say: Got {{ slots.account | spell }}.
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     assert "four digit" in (await call.caller_said("I want to pay my bill")).text
@@ -87,7 +93,9 @@ flows:
 
 
 async def test_collect_sensitive_is_masked_everywhere(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -104,7 +112,8 @@ flows:
         prompt: Your card?
       - handoff: general
         reason: done
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     await call.caller_said("make a payment")
@@ -120,7 +129,9 @@ flows:
 
 
 async def test_collect_confirm_yes_no_and_never_ask_twice(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -136,7 +147,8 @@ flows:
       - collect: amount
         type: number
         prompt: How much again?
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     await call.caller_said("make a payment")
@@ -148,7 +160,9 @@ flows:
 
 
 async def test_menu_keys_speech_no_input_and_no_match(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
@@ -167,7 +181,8 @@ flows:
       - id: support
         say: Support it is.
         next: end
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     await call.caller_said("when are you open")
@@ -183,7 +198,9 @@ flows:
 
 
 async def test_action_result_branches_save_and_on_error(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -206,7 +223,8 @@ flows:
     steps:
       - action: broken
         on_error: { say: "Systems are down.", next: end }
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     reply = await call.caller_said("make a payment")
@@ -217,13 +235,16 @@ flows:
 
 
 async def test_action_failure_without_on_error_apologises_and_hands_off(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
     steps:
       - action: broken
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     reply = await call.caller_said("when are you open")
@@ -232,7 +253,9 @@ flows:
 
 
 async def test_answer_without_knowledge_follows_on_no_answer(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
@@ -240,7 +263,8 @@ flows:
       - answer:
         filter: [hours]
         on_no_answer: { handoff: general, reason: no answer }
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     reply = await call.caller_said("when are you open")
@@ -249,7 +273,9 @@ flows:
 
 
 async def test_llm_step_runs_its_fallback_offline_and_call_returns(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
@@ -263,7 +289,8 @@ flows:
       - llm: Chat about opening hours.
         fallback: { say: "We open at nine." }
       - say: End of sub.
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     reply = await call.caller_said("when are you open")
@@ -273,9 +300,12 @@ flows:
 
 
 async def test_handoff_outside_hours_runs_closed(make_bot) -> None:
-    text = HEADER.replace(
-        "  greeting:", '  hours: { timezone: Europe/London, weekly: { mon-fri: "09:00-17:00" } }\n  greeting:'
-    ) + """\
+    text = (
+        HEADER.replace(
+            "  greeting:",
+            '  hours: { timezone: Europe/London, weekly: { mon-fri: "09:00-17:00" } }\n  greeting:',
+        )
+        + """\
 flows:
   hours:
     trigger: hours
@@ -283,6 +313,7 @@ flows:
       - handoff: general
         closed: { say: We are closed., next: end }
 """
+    )
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     call = make_bot(text, now=sunday).runtime.new_call()
     await call.start()
@@ -291,7 +322,9 @@ flows:
 
 
 async def test_triggers_agent_repeat_and_anger(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -299,7 +332,8 @@ flows:
       - collect: account
         type: digits
         prompt: Your account number?
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
     await call.caller_said("make a payment")
@@ -327,7 +361,9 @@ async def test_open_conversation_counters_reach_the_limit(make_bot) -> None:
 async def test_packet_contents(make_bot) -> None:
     from voicebot.handoff.packet import CallerInfo
 
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   pay:
     trigger: pay
@@ -342,7 +378,8 @@ flows:
         priority: "{{ 'urgent' if caller.vip else 'low' }}"
         reason: "paying {{ slots.account }}"
         announce: Transferring you now.
-""")
+"""
+    )
     call = bot.runtime.new_call(caller=CallerInfo(number="+441632960001", name="Sam", vip=True))
     await call.start()
     await call.caller_said("I want to pay my bill")
@@ -362,13 +399,16 @@ flows:
 
 
 async def test_engine_error_becomes_technical_handoff(make_bot) -> None:
-    bot: Bot = make_bot(HEADER + """\
+    bot: Bot = make_bot(
+        HEADER
+        + """\
 flows:
   hours:
     trigger: hours
     steps:
       - say: hi
-""")
+"""
+    )
     call = bot.runtime.new_call()
     await call.start()
 

@@ -21,20 +21,27 @@ class _Formatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        extra = {
+            k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+        }
         if self.as_json:
             payload: dict[str, Any] = {
                 "time": self.formatTime(record),
                 "level": record.levelname,
                 "logger": record.name,
                 "message": record.getMessage(),
-                **{k: v if isinstance(v, str | int | float | bool | None) else repr(v) for k, v in extra.items()},
+                **{
+                    k: v if isinstance(v, str | int | float | bool | None) else repr(v)
+                    for k, v in extra.items()
+                },
             }
             if record.exc_info:
                 payload["exception"] = self.formatException(record.exc_info)
             return json.dumps(payload, ensure_ascii=False)
         fields = " ".join(f"{k}={v}" for k, v in extra.items())
-        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = (
+            f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        )
         if fields:
             line += f" {fields}"
         if record.exc_info:

@@ -77,7 +77,9 @@ class ActionExecutor:
         copy._own_client = False
         return copy
 
-    async def run(self, name: str, args: dict[str, Any], context: dict[str, Any]) -> ActionCompleted:
+    async def run(
+        self, name: str, args: dict[str, Any], context: dict[str, Any]
+    ) -> ActionCompleted:
         started = time.perf_counter()
         try:
             if name in self.mocks:
@@ -164,7 +166,9 @@ class ActionExecutor:
             try:
                 handler = getattr(importlib.import_module(module_name), attribute)
             except (ImportError, AttributeError):
-                logger.error("python action not importable", extra={"action": name, "ref": definition.python})
+                logger.error(
+                    "python action not importable", extra={"action": name, "ref": definition.python}
+                )
                 return None
         if handler is not None:
             self._resolved[name] = handler

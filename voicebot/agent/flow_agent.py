@@ -33,7 +33,7 @@ class PendingEvent:
     seconds: float = 0.0
 
 
-class FlowLLM(llm.LLM):
+class FlowLLM(llm.LLM[Any]):
     """The dialogue engine presented to ``AgentSession`` as its LLM."""
 
     def __init__(self, agent: FlowAgent) -> None:
@@ -58,7 +58,9 @@ class FlowLLM(llm.LLM):
         tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
         extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
     ) -> llm.LLMStream:
-        return _FlowStream(self, self._agent, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options)
+        return _FlowStream(
+            self, self._agent, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
+        )
 
 
 class _FlowStream(llm.LLMStream):
@@ -125,7 +127,11 @@ class FlowAgent(Agent):
                 return await self.call.keys_pressed(event.digits)
             return await self.call.silence(event.seconds)
         message = next(
-            (m for m in reversed(chat_ctx.items) if isinstance(m, llm.ChatMessage) and m.role == "user"),
+            (
+                m
+                for m in reversed(chat_ctx.items)
+                if isinstance(m, llm.ChatMessage) and m.role == "user"
+            ),
             None,
         )
         if message is None or message.id in self._consumed:

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from livekit.agents import AgentSession
+from livekit.agents.llm import ChatMessage
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import ConversationItemAddedEvent
 
@@ -35,14 +36,14 @@ class TextSession:
     def __init__(self, call: CallRuntime) -> None:
         self.call = call
         self.agent = FlowAgent(call)
-        self.session: AgentSession = AgentSession()
+        self.session: AgentSession[None] = AgentSession()
         self._lines: list[str] = []
         self.session.on("conversation_item_added", self._on_item)
 
     def _on_item(self, event: ConversationItemAddedEvent) -> None:
         item = event.item
-        if getattr(item, "role", None) == "assistant" and getattr(item, "text_content", None):
-            self._lines.append(item.text_content or "")
+        if isinstance(item, ChatMessage) and item.role == "assistant" and item.text_content:
+            self._lines.append(item.text_content)
 
     async def start(self) -> TextTurn:
         self._lines = []

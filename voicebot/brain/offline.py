@@ -39,8 +39,13 @@ class Classifier(Protocol):
 class OfflineBrain:
     """Reads caller turns with the embedding classifier, the slot parsers and the lexicon."""
 
-    def __init__(self, classifier: Classifier, *, intents: Mapping[str, Intent] | None = None,
-                 label: str = "offline") -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        intents: Mapping[str, Intent] | None = None,
+        label: str = "offline",
+    ) -> None:
         self.classifier = classifier
         self.intents = intents or {}
         self._label = label
@@ -118,7 +123,11 @@ def match_option(text: str, options: tuple[MenuChoice, ...]) -> int | None:
         ),
         reverse=True,
     )
-    if scored and scored[0][0] >= _MENU_FUZZ and (len(scored) == 1 or scored[1][0] < scored[0][0] - 8):
+    if (
+        scored
+        and scored[0][0] >= _MENU_FUZZ
+        and (len(scored) == 1 or scored[1][0] < scored[0][0] - 8)
+    ):
         return scored[0][1]
     return None
 

@@ -31,7 +31,7 @@ BotOption = Annotated[
     Path | None,
     typer.Option(
         "--bot",
-        help="The bot directory (holding flows/ and knowledge/). Default: $VOICEBOT_BOT_DIR or '.'.",
+        help="The bot directory (flows/ and knowledge/). Default: $VOICEBOT_BOT_DIR or '.'.",
         file_okay=False,
     ),
 ]
@@ -126,7 +126,10 @@ def flows_test(
     for outcome in outcomes:
         mark = "PASS" if outcome.passed else "FAIL"
         where = f"  ({outcome.position})" if outcome.position else ""
-        typer.echo(f"{mark}  {outcome.name}  [{outcome.duration_ms:.0f} ms]{'' if outcome.passed else where}")
+        typer.echo(
+            f"{mark}  {outcome.name}  [{outcome.duration_ms:.0f} ms]"
+            + ("" if outcome.passed else where)
+        )
         if not outcome.passed:
             typer.echo(f"      {outcome.failure}")
             for line in outcome.transcript:
@@ -141,7 +144,9 @@ def flows_test(
 
 @flows_app.command("schema")
 def flows_schema(
-    tests: Annotated[bool, typer.Option("--tests", help="The schema of test files instead.")] = False,
+    tests: Annotated[
+        bool, typer.Option("--tests", help="The schema of test files instead.")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
 ) -> None:
     """Print the JSON Schema of flow files, for editors (VS Code YAML extension)."""
@@ -169,7 +174,9 @@ def nlu_classify(bot: BotOption = None) -> None:
     from voicebot.flows.loader import load_bot
 
     try:
-        loaded = load_bot(settings.bot_dir, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes)
+        loaded = load_bot(
+            settings.bot_dir, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes
+        )
     except FlowError as exc:
         _print_issues(exc)
         raise typer.Exit(1) from None

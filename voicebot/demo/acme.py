@@ -41,7 +41,12 @@ def lookup_account(args: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         return {"status": "not_found"}
     if account.get("locked"):
         return {"status": "locked"}
-    return {"status": "ok", "name": account["name"], "balance": account["balance"], "vip": account["vip"]}
+    return {
+        "status": "ok",
+        "name": account["name"],
+        "balance": account["balance"],
+        "vip": account["vip"],
+    }
 
 
 def take_payment(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

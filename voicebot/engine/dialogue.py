@@ -60,9 +60,7 @@ def _utc_now() -> dt.datetime:
 class DialogueEngine:
     """Runs calls through a bot's flows. One instance serves every call of a bot."""
 
-    def __init__(
-        self, bot: BotDefinition, *, clock: Callable[[], dt.datetime] = _utc_now
-    ) -> None:
+    def __init__(self, bot: BotDefinition, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self.bot = bot
         self.clock = clock
         self.no_answer = NO_ANSWER
@@ -80,7 +78,9 @@ class DialogueEngine:
             return "general"
         return next(iter(self.bot.queues), "general")
 
-    def new_call(self, *, caller: CallerInfo | None = None, call_id: str | None = None) -> CallState:
+    def new_call(
+        self, *, caller: CallerInfo | None = None, call_id: str | None = None
+    ) -> CallState:
         state = CallState(caller=caller or CallerInfo(), language=self.bot.bot.language)
         if call_id:
             state.call_id = call_id
@@ -161,7 +161,9 @@ class _Turn(StepRunner):
         for slot, value in understood.extra_slots.items():
             state.slots.setdefault(slot, value)
         consumed = self._consumes(understood.slot, understood.option)
-        if self.fire_triggers(intent=None if consumed else understood.intent, confidence=understood.confidence):
+        if self.fire_triggers(
+            intent=None if consumed else understood.intent, confidence=understood.confidence
+        ):
             return
         if waiting is None:
             return
@@ -213,7 +215,9 @@ class _Turn(StepRunner):
             self.say(self._line(self.bot.bot.no_input, waiting.no_input, OPEN_NO_INPUT))
             self.wait_open(keep_counts=True)
         elif waiting.kind == "menu":
-            self.run_from(self.menu_failed(self._waiting_step(MenuStep), self._address(), no_input=True))
+            self.run_from(
+                self.menu_failed(self._waiting_step(MenuStep), self._address(), no_input=True)
+            )
         elif waiting.kind == "collect":
             step_c = self._waiting_step(CollectStep)
             self.run_from(self.collect_failed(step_c, self._address(), no_input=True))
@@ -281,7 +285,9 @@ class _Turn(StepRunner):
         elif waiting.kind == "callback_offer":
             self.run_from(self.callback_input(self._waiting_step(HandoffStep), address, parsed))
         elif waiting.kind == "callback_number":
-            self.run_from(self.callback_number_input(self._waiting_step(HandoffStep), address, parsed))
+            self.run_from(
+                self.callback_number_input(self._waiting_step(HandoffStep), address, parsed)
+            )
 
     # -- triggers -----------------------------------------------------------------------------
 

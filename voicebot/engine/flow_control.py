@@ -91,7 +91,9 @@ class FlowControl:
         rng = random.Random(f"{self.state.call_id}:{len(self.state.transcript)}")
         return rng.choice(text)
 
-    def say(self, text: Text | None, *, barge_in: bool = True, prompt: bool = False, **extra: Any) -> str:
+    def say(
+        self, text: Text | None, *, barge_in: bool = True, prompt: bool = False, **extra: Any
+    ) -> str:
         if text is None:
             return ""
         line = self.render(self.pick(text), **extra).strip()

@@ -86,8 +86,15 @@ class CallState:
             for name, value in self.slots.items()
         }
 
-    def record(self, role: Literal["caller", "bot", "keypad", "event"], text: str, at: dt.datetime,
-               *, intent: str | None = None, sensitive: bool = False) -> None:
+    def record(
+        self,
+        role: Literal["caller", "bot", "keypad", "event"],
+        text: str,
+        at: dt.datetime,
+        *,
+        intent: str | None = None,
+        sensitive: bool = False,
+    ) -> None:
         """Add a transcript line, masked: a sensitive answer, and every known secret."""
         shown = mask_value(text) if sensitive else redact(text, self.secrets())
         self.transcript.append(TranscriptLine(role=role, text=shown, at=at, intent=intent))

@@ -45,7 +45,9 @@ from voicebot.nlu.parsers import ParseResult, SlotSpec
 DEFAULT_NO_MATCH = "Sorry, I didn't get that."
 DEFAULT_NO_INPUT = "Sorry, I didn't hear anything."
 DEFAULT_ANNOUNCE = "Please hold while I put you through to a colleague."
-TECHNICAL_APOLOGY = "I'm sorry, something went wrong on our side. Let me put you through to a colleague."
+TECHNICAL_APOLOGY = (
+    "I'm sorry, something went wrong on our side. Let me put you through to a colleague."
+)
 NO_ANSWER = "I'm sorry, I don't have an answer to that."
 YES_NO = Expectation("yes_no", slot=SlotSpec(type="yes_no"), dtmf=True)
 PHONE = Expectation("collect", slot=SlotSpec(type="phone"), slot_name="callback_number", dtmf=True)
@@ -235,7 +237,9 @@ class StepRunner(FlowControl):
             over = waiting.attempts >= self._max_attempts(step)
             apology = DEFAULT_NO_MATCH
         if over:
-            return self.fail(step, address, f"could not get the caller's {step.collect.replace('_', ' ')}")
+            return self.fail(
+                step, address, f"could not get the caller's {step.collect.replace('_', ' ')}"
+            )
         self.say(apology)
         self.say(step.reprompt or self._prompt(step), prompt=True)
         self._wait_collect(step, address, keep_counts=True)
@@ -283,7 +287,9 @@ class StepRunner(FlowControl):
                 return self.goto(chosen, address)
         return self.after(step, address)
 
-    def menu_failed(self, step: MenuStep, address: StepAddress, *, no_input: bool) -> StepAddress | None:
+    def menu_failed(
+        self, step: MenuStep, address: StepAddress, *, no_input: bool
+    ) -> StepAddress | None:
         waiting = self.state.waiting
         assert waiting is not None
         limits = self.bot.bot.limits
@@ -365,16 +371,16 @@ class StepRunner(FlowControl):
             return self.run_ref(step.closed, address, "closed")
         queue, priority, reason = self._handoff_target(step)
         wait = self.state.queues.get(queue, {}).get("estimated_wait")
-        if step.offer_callback_over is not None and isinstance(wait, int | float):
-            if wait > step.offer_callback_over:
-                minutes = max(1, round(wait / 60))
-                self.say(
-                    f"The wait is currently about {minutes} minute{'s' if minutes != 1 else ''}. "
-                    "Would you like us to call you back instead?",
-                    prompt=True,
-                )
-                self.wait("callback_offer", YES_NO, address=address)
-                return None
+        offer = step.offer_callback_over
+        if offer is not None and isinstance(wait, int | float) and wait > offer:
+            minutes = max(1, round(wait / 60))
+            self.say(
+                f"The wait is currently about {minutes} minute{'s' if minutes != 1 else ''}. "
+                "Would you like us to call you back instead?",
+                prompt=True,
+            )
+            self.wait("callback_offer", YES_NO, address=address)
+            return None
         self.handoff_now(queue, step.skills, priority, reason, step.announce)
         return None
 
@@ -394,7 +400,8 @@ class StepRunner(FlowControl):
             self.handoff_now(queue, step.skills, priority, reason, step.announce)
             return None
         if self.state.caller.number:
-            return self.callback_confirmed(step, self.state.caller.number)
+            self.callback_confirmed(step, self.state.caller.number)
+            return None
         self.say("What number should we call you back on?", prompt=True)
         self.wait("callback_number", PHONE, address=address)
         return None
@@ -405,7 +412,8 @@ class StepRunner(FlowControl):
         waiting = self.state.waiting
         assert waiting is not None
         if parsed is not None and parsed.ok:
-            return self.callback_confirmed(step, str(parsed.value))
+            self.callback_confirmed(step, str(parsed.value))
+            return None
         waiting.no_match += 1
         if waiting.no_match > self.bot.bot.limits.max_no_match:
             queue, priority, reason = self._handoff_target(step)
@@ -461,4 +469,3 @@ class StepRunner(FlowControl):
         self.state.errors += 1
         self.say(TECHNICAL_APOLOGY, barge_in=False)
         self.handoff_now(self.engine.default_queue, [], "high", reason, None, silent=True)
-

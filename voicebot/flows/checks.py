@@ -22,6 +22,7 @@ from voicebot.flows.schema import (
     ConversationTest,
     EndStep,
     Flow,
+    HandoffExpectation,
     HandoffStep,
     LlmStep,
     MenuStep,
@@ -124,7 +125,9 @@ class _Checker:
         self.issues: list[FlowIssue] = []
         self.slots = known_slots(d.flows)
 
-    def error(self, path: PathKey, message: str, *, warning: bool = False, key: bool = False) -> None:
+    def error(
+        self, path: PathKey, message: str, *, warning: bool = False, key: bool = False
+    ) -> None:
         position = self.source_map.key(path) if key else self.source_map.locate(path)
         self.issues.append(FlowIssue(position, message, warning=warning))
 
@@ -134,11 +137,19 @@ class _Checker:
         if name in self.broken:
             return
         if name not in self.bot.definition.queues and not ex.is_template(name):
-            self.error(path, f"{where} hands off to queue '{name}', which is not defined{self._hint(name, self.bot.definition.queues)}")
+            self.error(
+                path,
+                f"{where} hands off to queue '{name}', which is not defined"
+                + self._hint(name, self.bot.definition.queues),
+            )
 
     def intent(self, name: str, path: PathKey, where: str) -> None:
         if name not in self.bot.definition.intents and name not in self.broken:
-            self.error(path, f"{where} uses intent '{name}', which is not defined{self._hint(name, self.bot.definition.intents)}")
+            self.error(
+                path,
+                f"{where} uses intent '{name}', which is not defined"
+                + self._hint(name, self.bot.definition.intents),
+            )
 
     def _hint(self, name: str, options: Any) -> str:
         import difflib
@@ -174,9 +185,17 @@ class _Checker:
 
     def _refs(self, refs: ex.References, path: PathKey, where: str) -> None:
         for root in sorted(refs.roots - ex.ROOT_NAMES - _JINJA_GLOBALS):
-            self.error(path, f"{where} uses '{root}', which is not a known name (use one of: {', '.join(sorted(ex.ROOT_NAMES))})")
+            self.error(
+                path,
+                f"{where} uses '{root}', which is not a known name "
+                f"(use one of: {', '.join(sorted(ex.ROOT_NAMES))})",
+            )
         for slot in sorted(refs.slots - self.slots):
-            self.error(path, f"{where} uses slot '{slot}', which no step ever fills{self._hint(slot, self.slots)}")
+            self.error(
+                path,
+                f"{where} uses slot '{slot}', which no step ever fills"
+                + self._hint(slot, self.slots),
+            )
 
     # -- the bot ----------------------------------------------------------------------------
 
@@ -184,11 +203,17 @@ class _Checker:
         d = self.bot.definition
         b = d.bot
         if b.start is not None and b.start not in d.flows:
-            self.error(("bot", "start"), f"the bot starts with flow '{b.start}', which does not exist{self._hint(b.start, d.flows)}")
+            self.error(
+                ("bot", "start"),
+                f"the bot starts with flow '{b.start}', which does not exist"
+                + self._hint(b.start, d.flows),
+            )
         if b.default_queue is not None:
             self.queue(b.default_queue, ("bot", "default_queue"), "the bot's default_queue")
         if not d.queues:
-            self.error(("bot",), "no queues are defined; a handoff needs at least one queue", warning=True)
+            self.error(
+                ("bot",), "no queues are defined; a handoff needs at least one queue", warning=True
+            )
         self.template(b.greeting, ("bot", "greeting"), "the greeting")
         for i, trigger in enumerate(b.triggers):
             path: PathKey = ("bot", "triggers", i)
@@ -204,7 +229,11 @@ class _Checker:
             self.target(b.limits.on_limit, ("bot", "limits", "on_limit"), "limits.on_limit", None)
         for name, intent in d.intents.items():
             if not intent.examples:
-                self.error(("intents", name), f"intent '{name}' has no examples, so it can only be recognised with an LLM", warning=True)
+                self.error(
+                    ("intents", name),
+                    f"intent '{name}' has no examples, so it can only be recognised with an LLM",
+                    warning=True,
+                )
         for name, flow in d.flows.items():
             self.flow(name, flow)
         return self.issues
@@ -218,25 +247,44 @@ class _Checker:
             if step.id is None:
                 continue
             if step.id in ids:
-                self.error((*base, "steps", i, "id"), f"step id '{step.id}' is used twice in flow '{name}' (also step {ids[step.id] + 1})")
+                self.error(
+                    (*base, "steps", i, "id"),
+                    f"step id '{step.id}' is used twice in flow '{name}' "
+                    f"(also step {ids[step.id] + 1})",
+                )
             elif step.id == END:
                 self.error((*base, "steps", i, "id"), "'end' is reserved and cannot be a step id")
             ids[step.id] = i
-        for step, path in walk_steps(flow):
-            where = f"step {step_label(step, path[1]) if len(path) == 2 else 'inline ' + step.kind} in flow '{name}'"  # type: ignore[arg-type]
-            self.step(step, (*base, *path), where, (name, flow, ids))
+        for each, path in walk_steps(flow):
+            index = path[1]
+            assert isinstance(index, int)
+            label = step_label(each, index) if len(path) == 2 else f"inline {each.kind}"
+            where = f"step {label} in flow '{name}'"
+            self.step(each, (*base, *path), where, (name, flow, ids))
         self.reachability(name, flow, ids)
 
-    def target(self, target: str, path: PathKey, where: str, scope: tuple[str, Flow, dict[str, int]] | None) -> None:
+    def target(
+        self, target: str, path: PathKey, where: str, scope: tuple[str, Flow, dict[str, int]] | None
+    ) -> None:
         if target == END or target in self.bot.definition.flows or target in self.broken:
             return
         if scope is not None and target in scope[2]:
             return
         names = list(self.bot.definition.flows) + (list(scope[2]) if scope else [])
         what = "step or flow" if scope else "flow"
-        self.error(path, f"{where} goes to '{target}', which is not a {what} that exists{self._hint(target, names)}")
+        self.error(
+            path,
+            f"{where} goes to '{target}', which is not a {what} that exists"
+            + self._hint(target, names),
+        )
 
-    def step(self, step: StepBase, path: PathKey, where: str, scope: tuple[str, Flow, dict[str, int]] | None) -> None:
+    def step(
+        self,
+        step: StepBase,
+        path: PathKey,
+        where: str,
+        scope: tuple[str, Flow, dict[str, int]] | None,
+    ) -> None:
         d = self.bot.definition
         for target, rel in targets(step):
             self.target(target, (*path, *rel), where, scope)
@@ -258,7 +306,10 @@ class _Checker:
                 self.condition(rejection.condition, (*path, "rejections", i, "if"), where)
                 self.template(rejection.say, (*path, "rejections", i, "say"), where)
             if step.length and (step.min_length or step.max_length):
-                self.error((*path, "length"), f"{where}: use 'length' or 'min_length'/'max_length', not both")
+                self.error(
+                    (*path, "length"),
+                    f"{where}: use 'length' or 'min_length'/'max_length', not both",
+                )
             if step.min_length and step.max_length and step.min_length > step.max_length:
                 self.error((*path, "min_length"), f"{where}: min_length is larger than max_length")
         elif isinstance(step, MenuStep):
@@ -267,14 +318,21 @@ class _Checker:
             for i, option in enumerate(step.options):
                 if option.key is not None:
                     if option.key in keys:
-                        self.error((*path, "options", i, "key"), f"{where}: key '{option.key}' is used by two options")
+                        self.error(
+                            (*path, "options", i, "key"),
+                            f"{where}: key '{option.key}' is used by two options",
+                        )
                     keys[option.key] = i
         elif isinstance(step, AnswerStep):
             if step.answer:
                 self.template(step.answer, (*path, "answer"), where)
         elif isinstance(step, ActionStep):
             if step.action not in d.actions and step.action not in self.broken:
-                self.error((*path, "action"), f"{where} calls action '{step.action}', which is not defined{self._hint(step.action, d.actions)}")
+                self.error(
+                    (*path, "action"),
+                    f"{where} calls action '{step.action}', which is not defined"
+                    + self._hint(step.action, d.actions),
+                )
             self.template(step.args, (*path, "args"), where)
             self.template(step.save, (*path, "save"), where)
         elif isinstance(step, SetStep):
@@ -288,12 +346,24 @@ class _Checker:
         elif isinstance(step, LlmStep):
             for i, tool in enumerate(step.tools):
                 if tool not in d.actions:
-                    self.error((*path, "tools", i), f"{where} allows tool '{tool}', which is not a defined action")
+                    self.error(
+                        (*path, "tools", i),
+                        f"{where} allows tool '{tool}', which is not a defined action",
+                    )
             if step.fallback is None:
-                self.error(path, f"{where} is an llm step without 'fallback'; with no LLM configured it does nothing", warning=True)
+                self.error(
+                    path,
+                    f"{where} is an llm step without 'fallback'; "
+                    "with no LLM configured it does nothing",
+                    warning=True,
+                )
         elif isinstance(step, CallStep):
             if step.call not in d.flows and step.call not in self.broken:
-                self.error((*path, "call"), f"{where} calls flow '{step.call}', which does not exist{self._hint(step.call, d.flows)}")
+                self.error(
+                    (*path, "call"),
+                    f"{where} calls flow '{step.call}', which does not exist"
+                    + self._hint(step.call, d.flows),
+                )
         elif isinstance(step, EndStep):
             self.template(step.end, (*path, "end"), where)
 
@@ -318,7 +388,11 @@ class _Checker:
                     todo.append(j)
         for i, step in enumerate(flow.steps):
             if i not in reached:
-                self.error(("flows", name, "steps", i), f"step {step_label(step, i)} in flow '{name}' can never be reached: the step before it always goes elsewhere and no step jumps to it")
+                self.error(
+                    ("flows", name, "steps", i),
+                    f"step {step_label(step, i)} in flow '{name}' can never be reached: the step "
+                    "before it always goes elsewhere and no step jumps to it",
+                )
 
 
 def check_graph(bot: LoadedBot, broken: set[str] | None = None) -> list[FlowIssue]:
@@ -326,7 +400,9 @@ def check_graph(bot: LoadedBot, broken: set[str] | None = None) -> list[FlowIssu
     return _Checker(bot, bot.source_map, broken or set()).run()
 
 
-def check_tests(bot: LoadedBot, test: ConversationTest, smap: SourceMap, base: PathKey) -> list[FlowIssue]:
+def check_tests(
+    bot: LoadedBot, test: ConversationTest, smap: SourceMap, base: PathKey
+) -> list[FlowIssue]:
     """Names used by a conversation test must exist in the bot, or the test could never pass."""
     d = bot.definition
     issues: list[FlowIssue] = []
@@ -357,7 +433,10 @@ def check_tests(bot: LoadedBot, test: ConversationTest, smap: SourceMap, base: P
             for slot in e.slots:
                 if slot not in slots:
                     err((*path, "slots", slot), f"expects slot '{slot}', which no step fills")
-        if not isinstance(e.handoff, bool) and e.handoff is not None and e.handoff.queue:
-            if e.handoff.queue not in d.queues:
-                err((*path, "handoff", "queue"), f"expects queue '{e.handoff.queue}', which is not defined")
+        handoff = e.handoff
+        if isinstance(handoff, HandoffExpectation) and handoff.queue not in (None, *d.queues):
+            err(
+                (*path, "handoff", "queue"),
+                f"expects queue '{handoff.queue}', which is not defined",
+            )
     return issues

@@ -19,7 +19,18 @@ from jinja2.sandbox import SandboxedEnvironment
 
 # The names a template may use; anything else is a mistake reported at load time.
 ROOT_NAMES = frozenset(
-    {"slots", "result", "caller", "intent", "sentiment", "queue", "now", "hours", "attempts", "args"}
+    {
+        "slots",
+        "result",
+        "caller",
+        "intent",
+        "sentiment",
+        "queue",
+        "now",
+        "hours",
+        "attempts",
+        "args",
+    }
 )
 _HAS_TEMPLATE = re.compile(r"\{\{|\{%")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
@@ -153,11 +164,11 @@ def _references(tree: nodes.Template) -> References:
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in assigned:
             roots.add(name.name)
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if isinstance(target, nodes.Name) and target.name == "slots":
-            if isinstance(node, nodes.Getattr):
-                slots.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                slots.add(node.arg.value)
+    for attr in tree.find_all(nodes.Getattr):
+        if isinstance(attr.node, nodes.Name) and attr.node.name == "slots":
+            slots.add(attr.attr)
+    for item in tree.find_all(nodes.Getitem):
+        named = isinstance(item.node, nodes.Name) and item.node.name == "slots"
+        if named and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            slots.add(item.arg.value)
     return References(frozenset(roots), frozenset(slots))

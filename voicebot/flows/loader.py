@@ -265,8 +265,10 @@ def _drop_wrong_branches(errors: list[ErrorDetails]) -> list[ErrorDetails]:
     kept = []
     for error in errors:
         loc = error["loc"]
-        if loc and loc[-1] in ("str", "int", "float", "bool") and isinstance(
-            error.get("input"), dict | list
+        if (
+            loc
+            and loc[-1] in ("str", "int", "float", "bool")
+            and isinstance(error.get("input"), dict | list)
         ):
             prefix = loc[:-1]
             if any(e is not error and tuple(e["loc"][: len(prefix)]) == prefix for e in errors):

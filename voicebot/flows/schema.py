@@ -636,7 +636,9 @@ class TestStep(_Strict):
 
     @model_validator(mode="after")
     def _one(self) -> TestStep:
-        given = [k for k in ("user", "dtmf", "silence", "bot", "expect") if getattr(self, k) is not None]
+        given = [
+            k for k in ("user", "dtmf", "silence", "bot", "expect") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise PydanticCustomError(
                 "test_step",

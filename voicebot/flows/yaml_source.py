@@ -124,13 +124,13 @@ class _StrictComposer(_Yaml12Loader):
         self.file = file
         self.problems: list[FlowIssue] = []
 
-    def _pos(self, mark: yaml.Mark | None) -> Position:
+    def _pos(self, mark: Any) -> Position:
         if mark is None:
             return Position(self.file, 1, 1)
         return Position(self.file, mark.line + 1, mark.column + 1)
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
-        event = self.peek_event()
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, AliasEvent):
             raise _Refused(self._pos(event.start_mark), "aliases (*name) are not allowed")
         if isinstance(event, NodeEvent) and event.anchor is not None:
@@ -143,7 +143,8 @@ class _StrictComposer(_Yaml12Loader):
                 self._pos(event.start_mark),
                 f"YAML tags like '{tag}' are not allowed; write plain values",
             )
-        return Composer.compose_node(self, parent, index)  # type: ignore[no-untyped-call,no-any-return]
+        node: Node | None = Composer.compose_node(self, parent, index)
+        return node
 
 
 class _Refused(Exception):
@@ -171,12 +172,18 @@ def read_yaml(
     except OSError as exc:
         return None, SourceMap(), [FlowIssue(Position(shown, 1, 1), f"cannot read file: {exc}")]
     if size > max_bytes:
-        message = f"file is {size} bytes; the limit is {max_bytes} bytes (split it into smaller files)"
+        message = (
+            f"file is {size} bytes; the limit is {max_bytes} bytes (split it into smaller files)"
+        )
         return None, SourceMap(), [FlowIssue(Position(shown, 1, 1), message)]
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return None, SourceMap(), [FlowIssue(Position(shown, 1, 1), f"not UTF-8 text ({exc.reason})")]
+        return (
+            None,
+            SourceMap(),
+            [FlowIssue(Position(shown, 1, 1), f"not UTF-8 text ({exc.reason})")],
+        )
     except OSError as exc:
         return None, SourceMap(), [FlowIssue(Position(shown, 1, 1), f"cannot read file: {exc}")]
     return parse_yaml(text, shown, env=env)
@@ -256,7 +263,7 @@ class _Builder:
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         assert isinstance(node, ScalarNode)
-        value = self._constructor.construct_object(node)  # type: ignore[no-untyped-call]
+        value = self._constructor.construct_object(node)
         if isinstance(value, str) and "$" in value and self.env is not None:
             value = self._substitute(value, node)
         return value

@@ -39,5 +39,7 @@ class KeywordClassifier:
         ranking = tuple(sorted(scores, key=lambda s: -s.confidence)[:5])
         top = ranking[0] if ranking else None
         if top is None or top.confidence < self.threshold:
-            return Classification(intent=None, confidence=top.confidence if top else 0.0, ranking=ranking)
+            return Classification(
+                intent=None, confidence=top.confidence if top else 0.0, ranking=ranking
+            )
         return Classification(intent=top.name, confidence=top.confidence, ranking=ranking)

@@ -62,7 +62,10 @@ class PiiFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = mask_pii(record.msg)
         if record.args:
-            record.args = tuple(mask_pii(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[union-attr]
+            record.args = tuple(
+                mask_pii(a) if isinstance(a, str) else a
+                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+            )
         for key, value in list(record.__dict__.items()):
             if key not in self._STANDARD and isinstance(value, str):
                 setattr(record, key, mask_pii(value))

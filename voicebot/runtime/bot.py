@@ -39,8 +39,12 @@ def build_classifier(settings: Settings, intents: Mapping[str, Intent]) -> tuple
     except EmbeddingModelMissing as exc:
         from voicebot.nlu.keywords import KeywordClassifier
 
-        logger.warning("embedding model missing; using keyword matching", extra={"detail": str(exc)})
-        return KeywordClassifier(intents, threshold=0.75), "offline (keywords only: no embedding model)"
+        logger.warning(
+            "embedding model missing; using keyword matching", extra={"detail": str(exc)}
+        )
+        return KeywordClassifier(
+            intents, threshold=0.75
+        ), "offline (keywords only: no embedding model)"
 
 
 @dataclass
@@ -106,7 +110,10 @@ class BotRuntime:
 
     def engine_context(self, state: CallState) -> dict[str, Any]:
         return expression_context(
-            state, self.loaded.definition.bot, self.engine.clock(), queues=list(self.loaded.definition.queues)
+            state,
+            self.loaded.definition.bot,
+            self.engine.clock(),
+            queues=list(self.loaded.definition.queues),
         )
 
     async def aclose(self) -> None:

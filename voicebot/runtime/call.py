@@ -82,7 +82,9 @@ class CallRuntime:
         try:
             understood = await self.bot.brain.interpret(text, expect, self.state)
         except Exception:
-            logger.exception("brain failed; turn read as not understood", extra={"call_id": self.state.call_id})
+            logger.exception(
+                "brain failed; turn read as not understood", extra={"call_id": self.state.call_id}
+            )
             understood = Interpretation()
         return await self._drive(CallerSaid(text, understood))
 
@@ -98,17 +100,23 @@ class CallRuntime:
         try:
             await self._perform(self.bot.engine.handle(self.state, event), reply)
         except Exception:
-            logger.exception("call runtime error; handing off", extra={"call_id": self.state.call_id})
+            logger.exception(
+                "call runtime error; handing off", extra={"call_id": self.state.call_id}
+            )
             try:
                 await self._perform(self.bot.engine.fail(self.state), reply, follow_ups=False)
             except Exception:
-                logger.exception("could not hand off after an error", extra={"call_id": self.state.call_id})
+                logger.exception(
+                    "could not hand off after an error", extra={"call_id": self.state.call_id}
+                )
         if self.state.ended:
             self.bot.brain.end_call(self.state)
         self.last_reply = reply
         return reply
 
-    async def _perform(self, actions: list[BotAction], reply: Reply, *, follow_ups: bool = True) -> None:
+    async def _perform(
+        self, actions: list[BotAction], reply: Reply, *, follow_ups: bool = True
+    ) -> None:
         queue = list(actions)
         rounds = 0
         while queue:
@@ -149,7 +157,9 @@ class CallRuntime:
         try:
             summary = await self.bot.brain.summarise(packet, self.state)
         except Exception:
-            logger.exception("summary failed; keeping the assembled one", extra={"call_id": self.state.call_id})
+            logger.exception(
+                "summary failed; keeping the assembled one", extra={"call_id": self.state.call_id}
+            )
             summary = None
         if summary:
             packet = packet.model_copy(update={"summary": summary})
@@ -158,5 +168,8 @@ class CallRuntime:
             await self.bot.handoffs.deliver(packet)
         except Exception:
             # The caller still hears the transfer; the packet stays on the call's state.
-            logger.exception("handoff delivery failed", extra={"call_id": self.state.call_id, "handoff_id": packet.id})
+            logger.exception(
+                "handoff delivery failed",
+                extra={"call_id": self.state.call_id, "handoff_id": packet.id},
+            )
         return packet

@@ -8,7 +8,9 @@ from pathlib import Path
 from voicebot.testing.runner import TestOutcome
 
 
-def write_junit(outcomes: list[TestOutcome], path: Path, *, suite: str = "conversation-tests") -> None:
+def write_junit(
+    outcomes: list[TestOutcome], path: Path, *, suite: str = "conversation-tests"
+) -> None:
     failures = sum(not o.passed for o in outcomes)
     total_s = sum(o.duration_ms for o in outcomes) / 1000
     root = ET.Element(

@@ -59,7 +59,7 @@ class ConversationTestRunner:
 
         fixed = test.now if test.now is None or test.now.tzinfo else test.now.replace(tzinfo=dt.UTC)
         engine = (
-            DialogueEngine(self.runtime.loaded.definition, clock=lambda: fixed)  # type: ignore[arg-type,return-value]
+            DialogueEngine(self.runtime.loaded.definition, clock=lambda: fixed)
             if fixed is not None
             else self.runtime.engine
         )
@@ -108,7 +108,9 @@ class ConversationTestRunner:
         transcript.extend(f"bot:    {line}" for line in turn.lines)
         if turn.reply.handoff is not None:
             packet = turn.reply.handoff
-            transcript.append(f"(handoff to {packet.queue}, priority {packet.priority}: {packet.reason})")
+            transcript.append(
+                f"(handoff to {packet.queue}, priority {packet.priority}: {packet.reason})"
+            )
         if turn.reply.hangup is not None:
             transcript.append("(call ended)")
         return " ".join(turn.lines)
@@ -150,11 +152,17 @@ class ConversationTestRunner:
     def _check_state(expect: Expectation, state: CallState, where: str) -> None:
         problems: list[str] = []
         if expect.intent is not None and expect.intent not in (state.intent, state.last_intent):
-            problems.append(f"intent is {state.last_intent or state.intent!r}, expected {expect.intent!r}")
+            problems.append(
+                f"intent is {state.last_intent or state.intent!r}, expected {expect.intent!r}"
+            )
         if expect.flow is not None:
             active = [f.flow for f in state.stack]
-            if expect.flow not in active and not (not active and state.flows_run[-1:] == [expect.flow]):
-                problems.append(f"flow is {active or state.flows_run[-1:]}, expected {expect.flow!r}")
+            if expect.flow not in active and not (
+                not active and state.flows_run[-1:] == [expect.flow]
+            ):
+                problems.append(
+                    f"flow is {active or state.flows_run[-1:]}, expected {expect.flow!r}"
+                )
         if expect.step is not None:
             reached = [label.rsplit(".", 1)[-1] for label in state.steps_reached[-1:]]
             if expect.step not in reached:
@@ -190,7 +198,9 @@ def _check_handoff(expected: HandoffExpectation | bool, packet: HandoffPacket | 
     for key in ("queue", "priority", "reason"):
         wanted = getattr(expected, key)
         actual = getattr(packet, key)
-        if wanted is not None and (wanted != actual if key != "reason" else wanted.lower() not in actual.lower()):
+        if wanted is not None and (
+            wanted != actual if key != "reason" else wanted.lower() not in actual.lower()
+        ):
             problems.append(f"handoff {key} is {actual!r}, expected {wanted!r}")
     return problems
 
