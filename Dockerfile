@@ -1,0 +1,27 @@
+# voicebot with its system packages. The embedding model is downloaded at build time (the build
+# needs internet); mount a bot directory at /bot to run your own flows.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VOICEBOT_BOT_DIR=/app \
+    VOICEBOT_DATA_DIR=/data
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY voicebot ./voicebot
+RUN pip install .
+RUN voicebot models download embedder
+COPY flows ./flows
+COPY knowledge ./knowledge
+
+RUN useradd --create-home voicebot && mkdir -p /data && chown voicebot /data \
+    && cp -r /root/.cache /home/voicebot/.cache && chown -R voicebot /home/voicebot/.cache
+USER voicebot
+VOLUME ["/data"]
+ENTRYPOINT ["voicebot"]
+CMD ["chat"]
