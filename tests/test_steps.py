@@ -419,3 +419,35 @@ flows:
     reply = await call.caller_said("when are you open")
     assert reply.handoff is not None and reply.handoff.reason == "technical error"
     assert "something went wrong" in reply.text
+
+
+async def test_a_flow_language_changes_how_dates_are_read(make_bot) -> None:
+    bot: Bot = make_bot(
+        HEADER.replace("  name: Test", "  name: Test\n  language: en-GB")
+        + """\
+flows:
+  pay:
+    trigger: pay
+    language: en-US
+    steps:
+      - collect: when
+        type: date
+        prompt: When?
+      - say: "{{ slots.when }}"
+  hours:
+    trigger: hours
+    steps:
+      - collect: when
+        type: date
+        prompt: When?
+      - say: "{{ slots.when }}"
+"""
+    )
+    us = bot.runtime.new_call()
+    await us.start()
+    await us.caller_said("make a payment")
+    assert "2026-03-04" in (await us.caller_said("3/4/2026")).text
+    gb = bot.runtime.new_call()
+    await gb.start()
+    await gb.caller_said("when are you open")
+    assert "2026-04-03" in (await gb.caller_said("3/4/2026")).text

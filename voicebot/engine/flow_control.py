@@ -227,6 +227,8 @@ class FlowControl:
         else:
             self.state.stack.append(Frame(name, 0))
         self.state.flows_run.append(name)
+        # A flow may speak another language than the bot (dates and numbers are read by it).
+        self.state.language = self.bot.flows[name].language or self.bot.bot.language
         return (name, 0, ())
 
     def finish_flow(self) -> StepAddress | None:

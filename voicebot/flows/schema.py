@@ -18,27 +18,19 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
+
+from voicebot.handoff.packet import CallerInfo
 
 Text = str | list[str]
 """A line to speak; a list picks one at random."""
 
-COLLECT_TYPES = (
-    "text",
-    "digits",
-    "number",
-    "yes_no",
-    "date",
-    "time",
-    "phone",
-    "email",
-    "choice",
-    "card_number",
-)
 CollectType = Literal[
     "text", "digits", "number", "yes_no", "date", "time", "phone", "email", "choice", "card_number"
 ]
@@ -388,6 +380,23 @@ for _model in (CollectStep, MenuStep, AnswerStep, ActionStep, HandoffStep, LlmSt
 class Trigger(_Strict):
     """A global trigger: a condition (``if``) or an ``intent``, plus an inline step."""
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # In YAML a trigger is written flat (`intent: agent` beside `handoff: general`), not
+        # as the condition/intent/step fields it is parsed into.
+        return {
+            "type": "object",
+            "description": "A condition ('if') or an 'intent', plus the keys of one inline step.",
+            "properties": {
+                "if": {"type": "string", "description": "a condition, e.g. sentiment.anger > 0.8"},
+                "intent": {"type": "string", "description": "an intent name"},
+                **{key: {} for key in STEP_KEYS},
+            },
+            "additionalProperties": True,
+        }
+
     condition: str | None = None
     intent: str | None = None
     step: Step
@@ -574,11 +583,10 @@ SECTIONS = ("bot", "intents", "queues", "actions", "flows")
 # --- conversation tests ---------------------------------------------------------------------
 
 
-class CallerSpec(_Strict):
-    number: str | None = None
-    name: str | None = None
-    vip: bool = False
-    attributes: dict[str, Any] = Field(default_factory=dict)
+class CallerSpec(CallerInfo):
+    """The caller of a conversation test: the packet's caller fields, strictly checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BotExpectation(_Strict):
