@@ -225,7 +225,7 @@ class _Turn(StepRunner):
             # Confirmations and the callback offer: silence reads as "no answer yet".
             waiting.no_input += 1
             if waiting.no_input > self.bot.bot.limits.max_no_input:
-                self.step_input(ParseResult(ok=False, error="no_input"), silent=True)
+                self.step_input(ParseResult(ok=False, error="no_input"))
                 return
             self.say(DEFAULT_NO_INPUT)
             if self.state.last_prompt:
@@ -274,7 +274,7 @@ class _Turn(StepRunner):
             return
         self.run_from(self.menu_failed(step, self._address(), no_input=False))
 
-    def step_input(self, parsed: ParseResult | None, *, silent: bool = False) -> None:
+    def step_input(self, parsed: ParseResult | None) -> None:
         waiting = self.state.waiting
         assert waiting is not None and waiting.address is not None
         address = waiting.address
