@@ -58,3 +58,33 @@ async def test_a_failing_conversation_test_reports_transcript(example_runtime: B
     assert not outcome.passed
     assert outcome.failure is not None and "expected the bot to say 'pizza'" in outcome.failure
     assert "caller: what's my balance" in outcome.transcript
+
+
+async def test_conversation_tests_never_call_a_real_webhook(tmp_path) -> None:
+    from tests.conftest import write_bot
+
+    write_bot(
+        tmp_path,
+        {
+            "bot.yaml": """\
+bot: { name: x, greeting: Hi }
+queues: { general: {} }
+intents: { go: { examples: [go] } }
+actions: { hook: { http: { url: "http://127.0.0.1:9/never" } } }
+flows:
+  go:
+    trigger: go
+    steps:
+      - action: hook
+        on_error: { say: failed, next: end }
+""",
+            "tests/t.yaml": "tests:\n  - name: unmocked\n    steps:\n      - user: go\n",
+        },
+    )
+    settings = Settings(bot_dir=tmp_path, data_dir=tmp_path / "data")
+    runtime = BotRuntime.load(
+        settings, handoffs=CallbackHandoffSink(lambda _: None), with_tests=True
+    )
+    [outcome] = await ConversationTestRunner(runtime).run_all()
+    assert not outcome.passed
+    assert outcome.failure == "HTTP action(s) hook ran without a mock; add them to 'mocks'"

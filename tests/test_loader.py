@@ -218,3 +218,18 @@ def test_conversation_test_referring_to_unknown_names(tmp_path: Path) -> None:
     messages = [str(i) for i in caught.value.errors]
     assert any("expects flow 'g'" in m for m in messages)
     assert any("expects intent 'bye'" in m for m in messages)
+
+
+def test_two_flows_started_by_one_intent(tmp_path: Path) -> None:
+    flows = "flows:\n  a:\n    trigger: hello\n    steps: [{say: a}]\n  b:\n    trigger: hello\n    steps: [{say: b}]\n"
+    found = errors(tmp_path, {"bot.yaml": BASE + flows})
+    assert found == [
+        "flows/bot.yaml:12:14: flow 'b' and flow 'a' are both started by intent 'hello'; an intent can start only one flow"
+    ]
+
+
+def test_intent_with_nothing_to_recognise_it_by(tmp_path: Path) -> None:
+    found = errors(tmp_path, {"bot.yaml": BASE + "  empty: {}\n"})
+    assert found == [
+        "flows/bot.yaml:7:10: intent 'empty' has neither examples nor a description, so nothing can recognise it"
+    ]

@@ -50,8 +50,13 @@ class ActionExecutor:
         client: httpx.AsyncClient | None = None,
         default_timeout: float = 5.0,
         mocks: Mapping[str, Any] | None = None,
+        offline: bool = False,
     ) -> None:
         self.actions = actions
+        # In conversation tests no webhook may reach the network: an HTTP action without a mock
+        # fails (and is listed in `unmocked`) instead of being called.
+        self.offline = offline
+        self.unmocked: list[str] = []
         self.default_timeout = default_timeout
         self.mocks = dict(mocks or {})
         self._client = client
@@ -69,10 +74,14 @@ class ActionExecutor:
             await self._client.aclose()
             self._client = None
 
-    def with_mocks(self, mocks: Mapping[str, Any]) -> ActionExecutor:
+    def with_mocks(self, mocks: Mapping[str, Any], *, offline: bool = False) -> ActionExecutor:
         """A copy whose named actions return canned responses (conversation tests)."""
         copy = ActionExecutor(
-            self.actions, client=self._client, default_timeout=self.default_timeout, mocks=mocks
+            self.actions,
+            client=self._client,
+            default_timeout=self.default_timeout,
+            mocks=mocks,
+            offline=offline,
         )
         copy._own_client = False
         return copy
@@ -88,6 +97,9 @@ class ActionExecutor:
                 definition = self.actions.get(name)
                 if definition is None:
                     done = ActionCompleted(name, ok=False, error="unknown action")
+                elif definition.http is not None and self.offline:
+                    self.unmocked.append(name)
+                    done = ActionCompleted(name, ok=False, error="webhook not mocked (offline)")
                 elif definition.http is not None:
                     done = await self._http(name, definition, args, context)
                 else:

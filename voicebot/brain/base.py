@@ -7,6 +7,7 @@ embeddings and parsers; an LLM brain plugs in behind the same protocol.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 from voicebot.engine.events import Expectation, Interpretation
@@ -20,8 +21,13 @@ class Brain(Protocol):
         """Shown to the user, e.g. by ``voicebot chat`` ("offline", "llm: gpt-4o-mini")."""
         ...
 
-    async def interpret(self, text: str, expect: Expectation, call: CallState) -> Interpretation:
-        """Read one caller utterance in the light of what the bot is waiting for."""
+    async def interpret(
+        self, text: str, expect: Expectation, call: CallState, *, now: dt.datetime
+    ) -> Interpretation:
+        """Read one caller utterance in the light of what the bot is waiting for.
+
+        ``now`` is the call's clock in the bot's time zone ("tomorrow" is read against it).
+        """
         ...
 
     def keypad_sentiment(self, call: CallState) -> float:

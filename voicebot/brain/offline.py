@@ -7,6 +7,7 @@ the event loop (and every other call on it) keeps moving.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 from collections.abc import Mapping
@@ -55,7 +56,9 @@ class OfflineBrain:
     def name(self) -> str:
         return self._label
 
-    async def interpret(self, text: str, expect: Expectation, call: CallState) -> Interpretation:
+    async def interpret(
+        self, text: str, expect: Expectation, call: CallState, *, now: dt.datetime
+    ) -> Interpretation:
         # Classification runs even inside a collect: global intent triggers ("agent") must work
         # on every turn. It is the only costly part, so it goes to a thread.
         classification = await asyncio.to_thread(self.classifier.classify, text)
@@ -63,7 +66,7 @@ class OfflineBrain:
         feeling = tracker.update(text)
         slot = None
         if expect.slot is not None:
-            slot = parse_slot(expect.slot, text)
+            slot = parse_slot(expect.slot, text, now=now.replace(tzinfo=None))
         option = match_option(text, expect.options) if expect.kind == "menu" else None
         return Interpretation(
             intent=classification.intent,

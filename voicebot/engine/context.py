@@ -22,14 +22,20 @@ def is_open(hours: Hours | None, now: dt.datetime) -> bool:
     if local.date() in hours.holidays:
         return False
     minute = local.hour * 60 + local.minute
+    today = local.weekday()
+    yesterday = (today - 1) % 7
     for days, ranges in hours.weekly.items():
-        if local.weekday() not in parse_days(days):
-            continue
+        listed = parse_days(days)
         for span in [ranges] if isinstance(ranges, str) else ranges:
             if span == "closed":
                 continue
-            start, _, end = span.replace(" ", "").partition("-")
-            if _minutes(start) <= minute < _minutes(end):
+            first, _, last = span.replace(" ", "").partition("-")
+            start, end = _minutes(first), _minutes(last)
+            if start < end:
+                if today in listed and start <= minute < end:
+                    return True
+            # "22:00-02:00": open from 22:00 on a listed day until 02:00 the next morning.
+            elif (today in listed and minute >= start) or (yesterday in listed and minute < end):
                 return True
     return False
 

@@ -22,6 +22,7 @@ from voicebot.engine.events import (
     KeysPressed,
     KnowledgeAnswered,
     Listen,
+    Say,
     Silence,
 )
 from voicebot.engine.flow_control import TRIGGER_SCOPE
@@ -315,6 +316,9 @@ class _Turn(StepRunner):
             self.wait_open(keep_counts=True)
             return None
         step = self.resolve(waiting.address) if waiting.address else None
+        said = [a.text for a in self.out if isinstance(a, Say)]
+        if self.state.last_prompt and (not said or said[-1] != self.state.last_prompt):
+            self.say(self.state.last_prompt)  # after a trigger's message, ask again
         self.out.append(Listen(self.engine.expectation(self.state), self.timeout_for(step)))
         return None
 
@@ -327,6 +331,12 @@ class _Turn(StepRunner):
             return False
         if waiting.kind == "menu":
             return option is not None
+        if waiting.kind == "collect" and waiting.address is not None:
+            step = self.resolve(waiting.address)
+            # Anything parses as free text, so "talk to a person" at a text prompt must still
+            # reach the agent trigger rather than become the answer.
+            if isinstance(step, CollectStep) and step.type == "text":
+                return False
         return parsed is not None and parsed.ok
 
     def _sensitive_wait(self) -> bool:

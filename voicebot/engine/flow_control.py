@@ -207,9 +207,13 @@ class FlowControl:
         return self.finish_flow()
 
     def goto(self, target: str, address: StepAddress) -> StepAddress | None:
-        if target == END:
-            return self.finish_flow()
         scope = address[0]
+        if target == END:
+            if scope == TRIGGER_SCOPE:
+                return self.resume()  # the trigger's own step is done; carry on with the call
+            if scope == LIMIT_SCOPE:
+                self.state.stack = []  # the step that hit its limit is abandoned
+            return self.finish_flow()
         if not scope.startswith("@"):
             for i, step in enumerate(self.bot.flows[scope].steps):
                 if step.id == target:

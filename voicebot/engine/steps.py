@@ -75,7 +75,7 @@ def menu_expectation(step: MenuStep) -> Expectation:
 def collect_expectation(step: CollectStep, language: str) -> Expectation:
     return Expectation(
         "collect",
-        slot=slot_spec(step, language),
+        slot=slot_spec(step, step.language or language),
         slot_name=step.collect,
         sensitive=step.is_sensitive,
         dtmf=bool(step.dtmf),

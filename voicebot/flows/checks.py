@@ -227,8 +227,24 @@ class _Checker:
             self.step(b.limits.on_limit, ("bot", "limits", "on_limit"), "limits.on_limit", None)
         elif isinstance(b.limits.on_limit, str):
             self.target(b.limits.on_limit, ("bot", "limits", "on_limit"), "limits.on_limit", None)
+        started_by: dict[str, str] = {}
+        for name, flow in d.flows.items():
+            for starter in flow.triggers:
+                if starter in started_by:
+                    self.error(
+                        ("flows", name, "trigger"),
+                        f"flow '{name}' and flow '{started_by[starter]}' are both started by "
+                        f"intent '{starter}'; an intent can start only one flow",
+                    )
+                started_by.setdefault(starter, name)
         for name, intent in d.intents.items():
-            if not intent.examples:
+            if not intent.examples and not intent.description:
+                self.error(
+                    ("intents", name),
+                    f"intent '{name}' has neither examples nor a description, "
+                    "so nothing can recognise it",
+                )
+            elif not intent.examples:
                 self.error(
                     ("intents", name),
                     f"intent '{name}' has no examples, so it can only be recognised with an LLM",

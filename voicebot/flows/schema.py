@@ -92,6 +92,7 @@ Next = str | list[Branch]
 class StepBase(_Strict):
     id: str | None = None
     next: Next | None = None
+    language: str | None = None  # overrides the flow's and the bot's language for this step
 
     @property
     def kind(self) -> str:

@@ -16,7 +16,7 @@ from voicebot.actions.executor import ActionExecutor
 from voicebot.brain.base import Brain
 from voicebot.brain.offline import Classifier, OfflineBrain
 from voicebot.config import Settings
-from voicebot.engine.context import expression_context
+from voicebot.engine.context import bot_timezone, expression_context
 from voicebot.engine.dialogue import DialogueEngine
 from voicebot.engine.state import CallState
 from voicebot.flows.loader import LoadedBot, load_bot
@@ -101,12 +101,22 @@ class BotRuntime:
         call_id: str | None = None,
         mocks: Mapping[str, Any] | None = None,
         queues: Mapping[str, Mapping[str, Any]] | None = None,
+        offline_actions: bool = False,
     ) -> CallRuntime:
+        """A new call. ``mocks`` replace named actions; ``offline_actions`` keeps webhooks off
+        the network (conversation tests)."""
         state = self.engine.new_call(caller=caller, call_id=call_id)
         if queues:
             state.queues = {name: dict(stats) for name, stats in queues.items()}
-        actions = self.actions.with_mocks(mocks) if mocks else self.actions
+        if mocks or offline_actions:
+            actions = self.actions.with_mocks(mocks or {}, offline=offline_actions)
+        else:
+            actions = self.actions
         return CallRuntime(self, state, actions)
+
+    def local_now(self) -> dt.datetime:
+        """The call clock in the bot's time zone."""
+        return self.engine.clock().astimezone(bot_timezone(self.loaded.definition.bot))
 
     def engine_context(self, state: CallState) -> dict[str, Any]:
         return expression_context(

@@ -80,7 +80,9 @@ class CallRuntime:
             return await self.silence(0.0)
         expect = self.bot.engine.expectation(self.state)
         try:
-            understood = await self.bot.brain.interpret(text, expect, self.state)
+            understood = await self.bot.brain.interpret(
+                text, expect, self.state, now=self.bot.local_now()
+            )
         except Exception:
             logger.exception(
                 "brain failed; turn read as not understood", extra={"call_id": self.state.call_id}

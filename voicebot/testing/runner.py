@@ -70,6 +70,7 @@ class ConversationTestRunner:
             call_id=f"test-{test.name}",
             mocks=test.mocks,
             queues={k: v.model_dump() for k, v in test.queues.items()},
+            offline_actions=True,
         )
         session = TextSession(call)
         transcript: list[str] = []
@@ -92,6 +93,9 @@ class ConversationTestRunner:
                     pending = self._check_bot(step.bot, pending, where)
                 elif step.expect is not None:
                     self._check_state(step.expect, call.state, where)
+            if call.actions.unmocked:
+                names = ", ".join(sorted(set(call.actions.unmocked)))
+                raise _Failed(f"HTTP action(s) {names} ran without a mock; add them to 'mocks'")
         except _Failed as failure:
             outcome.passed = False
             outcome.failure = str(failure)
