@@ -146,3 +146,14 @@ async def test_python_handlers_mocks_and_unknown_actions() -> None:
     mocked = executor.with_mocks({"lookup": {"balance": 1}, "broken": {"error": "timeout"}})
     assert (await mocked.run("lookup", {}, CONTEXT)).response == {"balance": 1}
     assert (await mocked.run("broken", {}, CONTEXT)).error == "timeout"
+
+
+async def test_registered_handler_serves_an_action_by_name() -> None:
+    from voicebot.actions.executor import action_handler
+
+    @action_handler("greet_registered")
+    async def greet(args: dict, context: dict) -> dict:
+        return {"hello": context["slots"]["account"]}
+
+    executor = ActionExecutor({"greet_registered": ActionDef(python="tests.handlers:unused")})
+    assert (await executor.run("greet_registered", {}, CONTEXT)).response == {"hello": "12345678"}

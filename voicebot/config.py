@@ -8,7 +8,6 @@ configuration, and reads the environment through :meth:`Settings.flow_env`).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -71,8 +70,3 @@ class Settings(BaseSettings):
     def flow_env() -> dict[str, str]:
         """The variables that ``${NAME}`` in flow files may use."""
         return dict(os.environ)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -7,7 +7,7 @@ same agent that runs on audio and on LiveKit, not a shortcut around it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from livekit.agents import AgentSession
 from livekit.agents.llm import ChatMessage
@@ -25,7 +25,6 @@ class TextTurn:
     lines: list[str]
     reply: Reply
     latency_ms: float
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def text(self) -> str:

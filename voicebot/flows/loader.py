@@ -56,9 +56,6 @@ class LoadedBot:
     def knowledge_dir(self) -> Path:
         return self.root / "knowledge"
 
-    def position(self, path: PathKey) -> Position | None:
-        return self.source_map.locate(path)
-
 
 def flow_files(flows_dir: Path) -> list[Path]:
     """Every ``*.yaml``/``*.yml`` below ``flows_dir`` except conversation tests, sorted."""
@@ -366,7 +363,6 @@ _TYPE_WORDS = {
 def _plain(error: ErrorDetails, doc_path: PathKey) -> str:
     kind = error["type"]
     loc = error["loc"]
-    name = next((str(x) for x in reversed(loc) if isinstance(x, str) and x in _FIELD_HINT), None)
     field_name = str(doc_path[-1]) if doc_path and isinstance(doc_path[-1], str) else None
     label = f"'{field_name}'" if field_name else "this value"
     if kind == "missing":
@@ -383,12 +379,9 @@ def _plain(error: ErrorDetails, doc_path: PathKey) -> str:
         return f"{label}: {error['msg'].lower()}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{label}: {error['msg'].lower()}"
-    if name and kind == "value_error":
+    if kind == "value_error":
         return f"{label}: {error['msg']}"
     return str(error["msg"])
-
-
-_FIELD_HINT = {"priority", "type", "timezone"}
 
 
 def _short(value: Any) -> str:

@@ -75,12 +75,6 @@ class SourceMap:
         """Where the key of a mapping entry is written (for 'unknown key' errors)."""
         return self.key_positions.get(path) or self.positions.get(path)
 
-    def update(self, other: SourceMap, prefix: PathKey = ()) -> None:
-        for p, pos in other.positions.items():
-            self.positions[(*prefix, *p)] = pos
-        for p, pos in other.key_positions.items():
-            self.key_positions[(*prefix, *p)] = pos
-
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"

@@ -65,7 +65,6 @@ class CallRuntime:
         self.bot = bot
         self.state = state
         self.actions = actions
-        self.last_reply = Reply()
 
     @property
     def ended(self) -> bool:
@@ -113,7 +112,6 @@ class CallRuntime:
                 )
         if self.state.ended:
             self.bot.brain.end_call(self.state)
-        self.last_reply = reply
         return reply
 
     async def _perform(

@@ -52,18 +52,13 @@ class ConversationTestRunner:
 
     async def run(self, test: ConversationTest, position: Position | None = None) -> TestOutcome:
         started = time.perf_counter()
-        packets: list[HandoffPacket] = []
-
-        def collect(packet: HandoffPacket) -> None:
-            packets.append(packet)
-
         fixed = test.now if test.now is None or test.now.tzinfo else test.now.replace(tzinfo=dt.UTC)
         engine = (
             DialogueEngine(self.runtime.loaded.definition, clock=lambda: fixed)
             if fixed is not None
             else self.runtime.engine
         )
-        runtime = replace(self.runtime, engine=engine, handoffs=CallbackHandoffSink(collect))
+        runtime = replace(self.runtime, engine=engine, handoffs=CallbackHandoffSink(lambda _: None))
         caller = CallerInfo(**test.caller.model_dump())
         call = runtime.new_call(
             caller=caller,
