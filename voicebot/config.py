@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where an all-MiniLM-L6-v2 ONNX export may already be, in the layout Chroma's default
@@ -56,6 +56,32 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Default timeout (s) for action webhooks without one."
     )
     max_flow_file_bytes: int = Field(default=1024 * 1024, description="Largest flow file read.")
+
+    # -- knowledge base --
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server (`chroma run`), e.g. http://127.0.0.1:8000. "
+        "Default: an embedded store under data_dir/chroma.",
+    )
+    knowledge_collection: str = Field(
+        default="knowledge", description="The Chroma collection holding the bot's passages."
+    )
+    knowledge_max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Largest knowledge document ingested."
+    )
+    embedding_model: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible embedding model for the knowledge base (e.g. "
+        "text-embedding-3-small). Default: the local all-MiniLM-L6-v2.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API (default: OpenAI's)."
+    )
+    openai_api_key: SecretStr | None = Field(default=None, description="Its API key.")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, the HTTP API's write endpoints need 'Authorization: Bearer <it>'.",
+    )
 
     def resolved_model_dir(self) -> Path | None:
         """The first directory that holds the embedding model, or None when there is none."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from voicebot.cli.common import BotOption, settings_for, setup_logging
+from voicebot.cli.knowledge import knowledge_app
 from voicebot.config import Settings
 from voicebot.flows.errors import FlowError
 
@@ -26,28 +27,7 @@ app.add_typer(flows_app, name="flows")
 models_app = typer.Typer(help="Models that voicebot runs locally.", no_args_is_help=True)
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(models_app, name="models")
-
-BotOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--bot",
-        help="The bot directory (flows/ and knowledge/). Default: $VOICEBOT_BOT_DIR or '.'.",
-        file_okay=False,
-    ),
-]
-
-
-def _settings(bot: Path | None) -> Settings:
-    settings = Settings()
-    if bot is not None:
-        settings = settings.model_copy(update={"bot_dir": bot})
-    return settings
-
-
-def _setup_logging(settings: Settings, *, quiet: bool = False) -> None:
-    from voicebot.observability import configure_logging
-
-    configure_logging(settings, level=logging.WARNING if quiet else None)
+app.add_typer(knowledge_app, name="knowledge")
 
 
 def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -58,6 +38,22 @@ def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-unty
     except FlowError as exc:
         _print_issues(exc)
         raise typer.Exit(1) from None
+
+
+def _open_knowledge(settings: Settings, *, ephemeral: bool = False):  # type: ignore[no-untyped-def]
+    """The bot's knowledge base, synced with its knowledge/ folder; exit 1 if the store is down."""
+    from voicebot.knowledge.service import open_knowledge
+    from voicebot.knowledge.store import KnowledgeUnavailable
+    from voicebot.nlu.embedder import EmbeddingModelMissing
+
+    try:
+        return open_knowledge(settings, settings.bot_dir / "knowledge", ephemeral=ephemeral)
+    except KnowledgeUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except EmbeddingModelMissing as exc:
+        typer.echo(f"warning: the knowledge base is off: {exc}", err=True)
+        return None
 
 
 def _print_issues(exc: FlowError) -> None:
@@ -74,7 +70,7 @@ def flows_validate(bot: BotOption = None) -> None:
     """Check every flow file and conversation test; print each problem as path:line:col."""
     from voicebot.flows.loader import load_bot
 
-    settings = _settings(bot)
+    settings = settings_for(bot)
     try:
         loaded = load_bot(
             settings.bot_dir,
@@ -107,9 +103,14 @@ def flows_test(
     from voicebot.testing.junit import write_junit
     from voicebot.testing.runner import ConversationTestRunner
 
-    settings = _settings(bot)
-    _setup_logging(settings, quiet=True)
-    runtime = _load_runtime(settings, handoffs=CallbackHandoffSink(lambda _: None), with_tests=True)
+    settings = settings_for(bot)
+    setup_logging(settings, quiet=True)
+    runtime = _load_runtime(
+        settings,
+        handoffs=CallbackHandoffSink(lambda _: None),
+        with_tests=True,
+        knowledge=_open_knowledge(settings, ephemeral=True),
+    )
     tests = [(t, p) for t, p in runtime.loaded.tests if name is None or name in t.name]
     if not tests:
         typer.echo("no conversation tests found in flows/tests/", err=True)
@@ -169,8 +170,8 @@ def nlu_classify(bot: BotOption = None) -> None:
     """Read utterances (one per line) on stdin; write one JSON object per line."""
     from voicebot.runtime.bot import build_classifier
 
-    settings = _settings(bot)
-    _setup_logging(settings, quiet=True)
+    settings = settings_for(bot)
+    setup_logging(settings, quiet=True)
     from voicebot.flows.loader import load_bot
 
     try:
@@ -238,11 +239,39 @@ def chat(
     """
     from voicebot.cli.chat import run_chat
 
-    settings = _settings(bot)
-    _setup_logging(settings, quiet=True)
-    runtime = _load_runtime(settings)
+    settings = settings_for(bot)
+    setup_logging(settings, quiet=True)
+    runtime = _load_runtime(settings, knowledge=_open_knowledge(settings))
     code = asyncio.run(run_chat(runtime, caller_number=caller, interactive=sys.stdin.isatty()))
     raise typer.Exit(code)
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    bot: BotOption = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+) -> None:
+    """Run the HTTP API (knowledge documents; OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from voicebot.api.app import create_app
+
+    settings = settings_for(bot)
+    setup_logging(settings)
+    runtime = _load_runtime(settings)  # refuses to start on flow errors, with their positions
+    knowledge = _open_knowledge(settings)
+    api = create_app(settings, knowledge_service=knowledge)
+    api.state.bot_name = runtime.loaded.definition.bot.name
+    if knowledge is None:
+        api.state.knowledge_error = "no embedding model (see `voicebot models download`)"
+    typer.echo(
+        f"voicebot {runtime.loaded.definition.bot.name}: http://{host}:{port}/docs", err=True
+    )
+    uvicorn.run(api, host=host, port=port, log_config=None)
 
 
 def main() -> None:

@@ -147,7 +147,10 @@ class CallRuntime:
     async def _search(self, action: SearchKnowledge) -> KnowledgeAnswered:
         try:
             return await self.bot.knowledge.answer(
-                action.question, tags=action.tags, min_score=action.min_score
+                action.question,
+                tags=action.tags,
+                min_score=action.min_score,
+                today=self.bot.local_now().date(),
             )
         except Exception:
             logger.exception("knowledge search failed", extra={"call_id": self.state.call_id})

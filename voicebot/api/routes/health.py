@@ -1,0 +1,21 @@
+"""``/health``: is the server up, and is its knowledge base usable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    knowledge: dict[str, Any] = {"status": "off", "detail": str(state.knowledge_error or "")}
+    if state.knowledge is not None:
+        try:
+            knowledge = {"status": "ok", "passages": state.knowledge.store.count()}
+        except Exception as exc:  # a Chroma server that went away after start-up
+            knowledge = {"status": "unavailable", "detail": str(exc)}
+    return {"status": "ok", "bot": state.bot_name, "knowledge": knowledge}
