@@ -41,7 +41,9 @@ def _norm(text: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=Path, default=REPO / "benchmarks/data/retrieval_questions.yaml")
+    parser.add_argument(
+        "--questions", type=Path, default=REPO / "benchmarks/data/retrieval_questions.yaml"
+    )
     parser.add_argument("--knowledge", type=Path, default=REPO / "knowledge")
     parser.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
     parser.add_argument("--min-score", type=float, default=0.35)
@@ -89,7 +91,9 @@ def main() -> int:
             print(f"- unanswerable {question!r} answered ({answer.score:.2f}): {answer.text!r}")
 
     n = len(questions)
-    print(f"documents: {len(service.documents())}, passages: {service.retriever.size}, mode: {args.mode}")
+    print(
+        f"documents: {len(service.documents())}, passages: {service.retriever.size}, mode: {args.mode}"
+    )
     print(f"questions: {n}")
     print(f"hit@1: {hit1 / n:.3f}")
     print(f"hit@5: {hit5 / n:.3f}")

@@ -9,6 +9,7 @@ from voicebot.agent.flow_agent import FlowLLM
 from voicebot.agent.text_session import TextSession
 from voicebot.config import Settings
 from voicebot.handoff.sinks import CallbackHandoffSink
+from voicebot.knowledge.service import open_knowledge
 from voicebot.runtime.bot import BotRuntime
 from voicebot.testing.runner import ConversationTestRunner
 
@@ -16,7 +17,12 @@ from voicebot.testing.runner import ConversationTestRunner
 @pytest.fixture(scope="module")
 def example_runtime() -> BotRuntime:
     settings = Settings(bot_dir=REPO, data_dir=REPO / "data")
-    return BotRuntime.load(settings, handoffs=CallbackHandoffSink(lambda _: None), with_tests=True)
+    return BotRuntime.load(
+        settings,
+        handoffs=CallbackHandoffSink(lambda _: None),
+        with_tests=True,
+        knowledge=open_knowledge(settings, REPO / "knowledge", ephemeral=True),
+    )
 
 
 async def test_session_speaks_through_the_flow_llm(example_runtime: BotRuntime) -> None:

@@ -23,6 +23,7 @@ from voicebot.engine.events import (
     KnowledgeAnswered,
     Listen,
     Say,
+    SearchKnowledge,
     Silence,
 )
 from voicebot.engine.flow_control import TRIGGER_SCOPE
@@ -193,7 +194,7 @@ class _Turn(StepRunner):
                     return
             self.run_from(self.menu_failed(step, self._address(), no_input=False))
         elif waiting.kind == "open":
-            self.open_input(None, 0.0)
+            self.open_input(None, 0.0, spoken=False)
         elif waiting.kind == "collect" and not self._waiting_step(CollectStep).dtmf:
             self.step_input(ParseResult(ok=False, error="keypad_not_allowed"))
         else:
@@ -235,6 +236,9 @@ class _Turn(StepRunner):
 
     def result_arrived(self, event: ActionCompleted | KnowledgeAnswered) -> None:
         waiting = self.state.waiting
+        if isinstance(event, KnowledgeAnswered) and waiting and waiting.kind == "open_answer":
+            self.open_answered(event)
+            return
         if waiting is None or waiting.address is None:
             return
         if isinstance(event, ActionCompleted) and waiting.kind == "action":
@@ -246,7 +250,7 @@ class _Turn(StepRunner):
 
     # -- by what the bot waits for ------------------------------------------------------------
 
-    def open_input(self, intent: str | None, confidence: float) -> None:
+    def open_input(self, intent: str | None, confidence: float, *, spoken: bool = True) -> None:
         waiting = self.state.waiting
         assert waiting is not None
         flow = self.engine.intent_flows.get(intent) if intent else None
@@ -254,6 +258,32 @@ class _Turn(StepRunner):
             self._note_intent(intent, confidence)
             self.run_from(self.enter_flow(flow, replace=True))
             return
+        fallback = self.bot.bot.knowledge_fallback
+        question = self.state.last_caller_text
+        if fallback is not None and question and intent is None and spoken:
+            # A request no flow handles may still be a question the documents answer.
+            self.out.append(SearchKnowledge(question, tuple(fallback.filter), fallback.min_score))
+            waiting.kind = "open_answer"
+            return
+        self.open_no_match()
+
+    def open_answered(self, found: KnowledgeAnswered) -> None:
+        fallback = self.bot.bot.knowledge_fallback
+        threshold = fallback.min_score if fallback is not None else 1.0
+        assert self.state.waiting is not None
+        self.state.waiting.kind = "open"
+        if found.text and found.score >= threshold:
+            self.say(found.text)
+            self.note_sources(found)
+            self.say(self.bot.bot.anything_else, prompt=True)
+            self.wait_open()
+            return
+        self.state.last_sources = []
+        self.open_no_match()
+
+    def open_no_match(self) -> None:
+        waiting = self.state.waiting
+        assert waiting is not None
         waiting.no_match += 1
         if waiting.no_match > self.bot.bot.limits.max_no_match:
             self.run_from(self.limit("caller could not be understood"))

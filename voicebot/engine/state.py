@@ -20,7 +20,15 @@ from voicebot.privacy.masking import mask_value, redact
 StepAddress = tuple[str, int, tuple[str, ...]]
 
 WaitKind = Literal[
-    "open", "collect", "confirm", "menu", "action", "answer", "callback_offer", "callback_number"
+    "open",
+    "open_answer",
+    "collect",
+    "confirm",
+    "menu",
+    "action",
+    "answer",
+    "callback_offer",
+    "callback_number",
 ]
 
 

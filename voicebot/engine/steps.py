@@ -331,15 +331,19 @@ class StepRunner(FlowControl):
         threshold = step.min_score if step.min_score is not None else DEFAULT_MIN_SCORE
         if found.text and found.score >= threshold:
             self.say(found.text)
-            self.state.last_sources = list(found.sources)
-            known = {s.id for s in self.state.sources}
-            self.state.sources.extend(s for s in found.sources if s.id not in known)
+            self.note_sources(found)
             return self.after(step, address)
         self.state.last_sources = []
         self.say(self.engine.no_answer)
         if step.on_no_answer is not None:
             return self.run_ref(step.on_no_answer, address, "on_no_answer")
         return self.after(step, address)
+
+    def note_sources(self, found: KnowledgeAnswered) -> None:
+        """The passages behind an answer: on the turn (tests) and for the handoff packet."""
+        self.state.last_sources = list(found.sources)
+        known = {s.id for s in self.state.sources}
+        self.state.sources.extend(s for s in found.sources if s.id not in known)
 
     # -- action --------------------------------------------------------------------------------
 

@@ -486,6 +486,13 @@ class Limits(_Strict):
     on_limit: StepRef | None = None
 
 
+class KnowledgeFallback(_Strict):
+    """Extension: answer from the knowledge base when an open request matches no intent."""
+
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    filter: list[str] = Field(default_factory=list)
+
+
 class BotSettings(_Strict):
     name: str
     language: str = "en-US"
@@ -501,6 +508,7 @@ class BotSettings(_Strict):
     anything_else: Text = "Is there anything else I can help you with?"
     no_input: list[str] = Field(default_factory=list)
     no_match: list[str] = Field(default_factory=list)
+    knowledge_fallback: KnowledgeFallback | None = None
 
 
 class Intent(_Strict):

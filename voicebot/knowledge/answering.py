@@ -19,8 +19,16 @@ __all__ = ["MAX_WORDS", "extract_answer", "sentences"]
 
 MAX_WORDS = 55
 # A neighbour sentence scoring at least this share of the best one is read with it.
-NEIGHBOUR_SHARE = 0.5
+NEIGHBOUR_SHARE = 0.85
 PAIR_WORDS = MAX_WORDS
+LEAD_BONUS = 0.1
+FIGURE_BONUS = 0.1
+_ASKS_FIGURE = re.compile(
+    r"\b(when|what time|how (much|many|long|old|fast|quick|soon)|cost|price|charge|fee|pay|"
+    r"number|cheap|expensive|dear)\w*",
+    re.I,
+)
+_FIGURE = re.compile(r"[0-9£$€]")
 _SHORT = 12
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(£$€]?[A-Z0-9])")
 _LEANS_BACK = re.compile(r"^(it|this|that|these|those|they|he|she|there|then|also|so)\b", re.I)
@@ -59,6 +67,11 @@ def extract_answer(question: str, passage: str, embed: EmbedFn) -> str:
         [len(asked & set(keywords(p))) / len(asked) if asked else 0.0 for p in parts]
     )
     score = 0.6 * meaning + 0.4 * overlap
+    # A section's first sentence usually states its point; the rest qualify it.
+    score[0] += LEAD_BONUS
+    # "When", "how much", "how long" ask for a figure: sentences that hold one are likelier.
+    if _ASKS_FIGURE.search(question):
+        score += np.array([FIGURE_BONUS if _FIGURE.search(p) else 0.0 for p in parts])
     best = int(np.argmax(score))
 
     chosen = [best]
