@@ -91,9 +91,8 @@ def main() -> int:
             print(f"- unanswerable {question!r} answered ({answer.score:.2f}): {answer.text!r}")
 
     n = len(questions)
-    print(
-        f"documents: {len(service.documents())}, passages: {service.retriever.size}, mode: {args.mode}"
-    )
+    print(f"documents: {len(service.documents())}, passages: {service.retriever.size}")
+    print(f"mode: {args.mode}, vector weight: {service.retriever.vector_weight}")
     print(f"questions: {n}")
     print(f"hit@1: {hit1 / n:.3f}")
     print(f"hit@5: {hit5 / n:.3f}")
@@ -101,9 +100,8 @@ def main() -> int:
     print(f"passage@1 holds the answer: {passage1 / n:.3f}")
     print(f"spoken answer holds it: {spoken / n:.3f}")
     if unanswerable:
-        print(
-            f"don't know on unanswerable: {refused}/{len(unanswerable)} (min_score {args.min_score})"
-        )
+        print(f"don't know on unanswerable: {refused}/{len(unanswerable)}")
+        print(f"(min_score {args.min_score})")
     return 0
 
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tests.conftest import REPO, write_bot
 
+# Commands write their knowledge index under the data directory; keep it out of the checkout.
+_DATA = tempfile.mkdtemp(prefix="voicebot-cli-")
 
-def voicebot(*args: str, stdin: str = "", cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+
+def voicebot(
+    *args: str, stdin: str = "", cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "voicebot", *args],
         input=stdin,
@@ -19,6 +26,7 @@ def voicebot(*args: str, stdin: str = "", cwd: Path = REPO) -> subprocess.Comple
         text=True,
         cwd=cwd,
         timeout=300,
+        env={**os.environ, "VOICEBOT_DATA_DIR": _DATA, **(env or {})},
     )
 
 
@@ -105,3 +113,90 @@ def test_every_command_has_help() -> None:
     ):
         done = voicebot(*args)
         assert done.returncode == 0 and "Usage" in done.stdout, args
+
+
+# -- knowledge ---------------------------------------------------------------------------------
+
+
+def test_knowledge_ingest_search_answer_and_list(tmp_path: Path) -> None:
+    from tests.knowledge.conftest import DOCS, write_docs
+
+    docs = write_docs(tmp_path / "knowledge", {**DOCS, "broken.pdf": b"%PDF-1.4 nope"})
+    env = {"VOICEBOT_DATA_DIR": str(tmp_path / "data")}
+    first = voicebot("knowledge", "ingest", "--bot", str(tmp_path), env=env)
+    assert first.returncode == 1  # one file could not be ingested; the others were
+    assert first.stdout.splitlines()[0] == (
+        "added 5, changed 0, unchanged 0, removed 0; 7 chunks written"
+    )
+    assert "error     broken.pdf: is a broken PDF" in first.stderr
+
+    (docs / "broken.pdf").unlink()
+    second = voicebot("knowledge", "ingest", str(docs), "--json", env=env)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert (report["unchanged"], report["chunks_written"], report["errors"]) == (5, 0, 0)
+
+    found = voicebot(
+        "knowledge", "search", "price of a paper bill", "-k", "2", "--bot", str(tmp_path), env=env
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("1. ")
+    assert "Paper bills  (paper-bills.md › Paper bills > What a paper bill costs)" in found.stdout
+
+    tagged = voicebot(
+        "knowledge",
+        "search",
+        "costs",
+        "--tag",
+        "payments",
+        "--json",
+        "--bot",
+        str(tmp_path),
+        env=env,
+    )
+    assert {p["source"] for p in json.loads(tagged.stdout)} == {"top-up.txt"}
+
+    said = voicebot(
+        "knowledge",
+        "answer",
+        "are paper bills free for pensioners",
+        "--bot",
+        str(tmp_path),
+        env=env,
+    )
+    assert (
+        said.stdout.splitlines()[0]
+        == "Paper bills are free if you are aged 75 or over, or registered blind."
+    )
+    assert "source: paper-bills.md › Paper bills > Free paper bills" in said.stdout
+    unknown = voicebot(
+        "knowledge", "answer", "who won the football", "--bot", str(tmp_path), env=env
+    )
+    assert unknown.returncode == 1 and "no answer" in unknown.stdout
+
+    listed = voicebot("knowledge", "list", "--bot", str(tmp_path), env=env)
+    assert (
+        "summer-offer.md  1 chunks  Summer roaming offer  [roaming]  valid until 2025-09-30"
+        in listed.stdout
+    )
+    assert listed.stdout.rstrip().endswith("5 documents")
+
+
+def test_knowledge_with_a_chroma_server_that_is_down(tmp_path: Path) -> None:
+    done = voicebot(
+        "knowledge",
+        "search",
+        "anything",
+        "--bot",
+        str(tmp_path),
+        env={"VOICEBOT_CHROMA_URL": "http://127.0.0.1:9"},
+    )
+    assert done.returncode == 1
+    assert "The Chroma server at http://127.0.0.1:9 is not reachable" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_chat_answers_from_the_example_knowledge() -> None:
+    done = voicebot("chat", stdin="how long do you keep recordings of my calls\n")
+    assert done.returncode == 0, done.stderr
+    assert "Call recordings are kept for 12 months" in done.stdout

@@ -114,7 +114,16 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     chroma = Path(sys.executable).parent / "chroma"
     log = (path / "server.log").open("wb")
     process = subprocess.Popen(
-        [str(chroma), "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(path / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -135,7 +144,9 @@ def kb_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "server":
         url = request.getfixturevalue("chroma_server")
         return Settings(
-            data_dir=tmp_path / "data", bot_dir=tmp_path, chroma_url=url,
+            data_dir=tmp_path / "data",
+            bot_dir=tmp_path,
+            chroma_url=url,
             knowledge_collection=collection,
         )
     return Settings(data_dir=tmp_path / "data", bot_dir=tmp_path, knowledge_collection=collection)

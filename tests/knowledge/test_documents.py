@@ -30,7 +30,9 @@ def test_markdown_front_matter_is_read(tmp_path: Path) -> None:
     assert "---" not in doc.parts[0].page_content
 
 
-def test_markdown_without_front_matter_takes_its_title_from_the_first_heading(tmp_path: Path) -> None:
+def test_markdown_without_front_matter_takes_its_title_from_the_first_heading(
+    tmp_path: Path,
+) -> None:
     doc = load(tmp_path, "hours.md", "# Opening hours\nWe are open 8am to 8pm.\n")
     assert doc.title == "Opening hours" and doc.tags == ()
 
@@ -63,7 +65,11 @@ def test_a_real_pdf_is_read_page_by_page_with_its_headings(tmp_path: Path) -> No
         ("fake.pdf", b"this is not a pdf at all", "is not a PDF file"),
         ("notes.docx", b"PK\x03\x04", "unsupported type '.docx'"),
         ("bad-front.md", "---\ntitle: [unclosed\n---\nText here.\n", "front matter line"),
-        ("bad-date.md", "---\nvalid_until: next week\n---\nText here.\n", "valid_until 'next week'"),
+        (
+            "bad-date.md",
+            "---\nvalid_until: next week\n---\nText here.\n",
+            "valid_until 'next week'",
+        ),
         ("bad-tags.md", "---\ntags: {a: b}\n---\nText here.\n", "tags must be a list"),
         ("only-front.md", "---\ntitle: Nothing\n---\n", "no text to answer from"),
     ],
@@ -121,7 +127,9 @@ def test_markdown_markup_is_removed_for_speech() -> None:
 
 
 def test_a_long_section_is_cut_into_several_passages(tmp_path: Path) -> None:
-    body = "# Long\n\n" + "\n\n".join(f"Paragraph {i} says something useful about bills." * 4 for i in range(20))
+    body = "# Long\n\n" + "\n\n".join(
+        f"Paragraph {i} says something useful about bills." * 4 for i in range(20)
+    )
     chunks = chunk_document(load(tmp_path, "long.md", body))
     assert len(chunks) > 3
     assert all(len(c.text) <= 900 for c in chunks)

@@ -7,14 +7,18 @@ from voicebot.knowledge.keyword_index import KeywordIndex, keywords
 
 def test_keywords_drop_filler_and_meet_word_forms() -> None:
     assert keywords("Hi, I was wondering how much you charge for paper bills?") == [
-        "charg", "paper", "bill",
+        "charg",
+        "paper",
+        "bill",
     ]
     assert keywords("charges charged charging") == ["charg"] * 3
     assert keywords("no signal, turn off 4G") == ["no", "signal", "turn", "off", "4g"]
 
 
 def test_scores_are_the_share_of_question_words_found() -> None:
-    index = KeywordIndex(["paper bills cost money", "roaming in spain", "spain and france roaming prices"])
+    index = KeywordIndex(
+        ["paper bills cost money", "roaming in spain", "spain and france roaming prices"]
+    )
     scores = index.scores("roaming in Spain")
     assert scores[0] == 0
     assert 0.9 <= scores[1] <= 1.0

@@ -22,7 +22,13 @@ def test_ingest_reports_each_file_and_writes_chunks(kb_settings: Settings, docs_
     assert (report.added, report.changed, report.unchanged, report.removed) == (5, 0, 0, 0)
     assert report.chunks_written == knowledge.store.count() == 7
     names = {d.name: d for d in knowledge.documents()}
-    assert set(names) == {"paper-bills.md", "roaming.md", "summer-offer.md", "router.html", "top-up.txt"}
+    assert set(names) == {
+        "paper-bills.md",
+        "roaming.md",
+        "summer-offer.md",
+        "router.html",
+        "top-up.txt",
+    }
     assert names["paper-bills.md"].chunks == 2
     assert names["paper-bills.md"].tags == ["billing"]
     assert names["summer-offer.md"].valid_until == dt.date(2025, 9, 30)
@@ -45,7 +51,9 @@ def test_a_second_ingest_of_unchanged_files_embeds_nothing(
 def test_changed_and_removed_files(kb_settings: Settings, docs_dir: Path) -> None:
     knowledge = KnowledgeService.open(kb_settings, docs_dir)
     knowledge.ingest()
-    (docs_dir / "top-up.txt").write_text("The smallest top-up is now £5, paid in any shop.", encoding="utf-8")
+    (docs_dir / "top-up.txt").write_text(
+        "The smallest top-up is now £5, paid in any shop.", encoding="utf-8"
+    )
     (docs_dir / "router.html").unlink()
     report = knowledge.ingest()
     status = {f.name: f.status for f in report.files}
@@ -60,23 +68,41 @@ def test_changed_and_removed_files(kb_settings: Settings, docs_dir: Path) -> Non
     assert sum(d.chunks for d in knowledge.documents()) == knowledge.store.count()
 
 
-def test_a_broken_file_is_reported_and_the_rest_ingested(kb_settings: Settings, docs_dir: Path) -> None:
-    write_docs(docs_dir, {"broken.pdf": b"%PDF-1.7\nnot really", "empty.md": "", "z-copy.md": (docs_dir / "roaming.md").read_bytes(), "notes.docx": b"PK"})
+def test_a_broken_file_is_reported_and_the_rest_ingested(
+    kb_settings: Settings, docs_dir: Path
+) -> None:
+    write_docs(
+        docs_dir,
+        {
+            "broken.pdf": b"%PDF-1.7\nnot really",
+            "empty.md": "",
+            "z-copy.md": (docs_dir / "roaming.md").read_bytes(),
+            "notes.docx": b"PK",
+        },
+    )
     knowledge = KnowledgeService.open(kb_settings, docs_dir)
     report = knowledge.ingest()
     outcome = {f.name: f for f in report.files}
     assert report.added == 5
-    assert outcome["broken.pdf"].status == "error" and "broken PDF" in (outcome["broken.pdf"].message or "")
+    assert outcome["broken.pdf"].status == "error" and "broken PDF" in (
+        outcome["broken.pdf"].message or ""
+    )
     assert outcome["empty.md"].status == "error" and outcome["empty.md"].message == "is empty"
     assert outcome["z-copy.md"].status == "duplicate"
     assert "same content as roaming.md" in (outcome["z-copy.md"].message or "")
     assert outcome["notes.docx"].status == "skipped"
     assert {d.name for d in knowledge.documents()} == {
-        "paper-bills.md", "roaming.md", "summer-offer.md", "router.html", "top-up.txt"
+        "paper-bills.md",
+        "roaming.md",
+        "summer-offer.md",
+        "router.html",
+        "top-up.txt",
     }
 
 
-def test_a_file_that_breaks_keeps_its_previous_version(kb_settings: Settings, docs_dir: Path) -> None:
+def test_a_file_that_breaks_keeps_its_previous_version(
+    kb_settings: Settings, docs_dir: Path
+) -> None:
     knowledge = KnowledgeService.open(kb_settings, docs_dir)
     knowledge.ingest()
     (docs_dir / "paper-bills.md").write_bytes(b"\x00\x01binary now")
@@ -124,9 +150,13 @@ def test_table_rows_are_found_by_a_spoken_question(service: KnowledgeService) ->
 
 
 def test_tag_filter(service: KnowledgeService) -> None:
-    assert {p.source for p in service.search("costs", tags=["billing"], today=TODAY)} == {"paper-bills.md"}
+    assert {p.source for p in service.search("costs", tags=["billing"], today=TODAY)} == {
+        "paper-bills.md"
+    }
     assert service.search("costs", tags=["no-such-tag"], today=TODAY) == []
-    both = {p.source for p in service.search("costs", tags=["billing", "payments"], today=TODAY, k=10)}
+    both = {
+        p.source for p in service.search("costs", tags=["billing", "payments"], today=TODAY, k=10)
+    }
     assert both == {"paper-bills.md", "top-up.txt"}
 
 
@@ -143,7 +173,9 @@ def test_near_identical_passages_are_returned_once(kb_settings: Settings, docs_d
     knowledge = KnowledgeService.open(kb_settings, docs_dir)
     knowledge.ingest()
     found = knowledge.search("smallest top up", today=TODAY, k=5)
-    assert [p.source for p in found].count("top-up.txt") + [p.source for p in found].count("top-up-copy.txt") == 1
+    assert [p.source for p in found].count("top-up.txt") + [p.source for p in found].count(
+        "top-up-copy.txt"
+    ) == 1
 
 
 @pytest.mark.parametrize("question", ["", "   ", "?!"])
@@ -177,7 +209,9 @@ def test_below_min_score_there_is_no_answer(service: KnowledgeService) -> None:
     assert found.score < 0.35
 
 
-def test_a_running_server_sees_another_process_ingest(kb_settings: Settings, docs_dir: Path) -> None:
+def test_a_running_server_sees_another_process_ingest(
+    kb_settings: Settings, docs_dir: Path
+) -> None:
     serving = KnowledgeService.open(kb_settings, docs_dir)
     serving.retriever.reload_interval = 0.0
     assert serving.search("paper bill", today=TODAY) == []
