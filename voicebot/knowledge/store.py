@@ -24,7 +24,6 @@ from urllib.parse import urlparse
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
-from langchain_core.documents import Document
 
 from voicebot.config import Settings
 from voicebot.knowledge.chunking import Chunk
@@ -354,18 +353,20 @@ class KnowledgeStore:
         return passages, np.asarray(vectors, dtype=np.float32)
 
     def nearest(
-        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float]]:
         """Up to ``k`` nearest passage ids with cosine similarity, best first."""
+        # Straight to the collection, asking for ids and distances only: the texts are in the
+        # retriever's mirror, and shipping 40 documents and metadata per query costs more than
+        # the search itself.
         with warnings.catch_warnings():
             # Chroma warns when fewer than k passages pass the filter; that is expected here.
             warnings.simplefilter("ignore")
-            found: list[tuple[Document, float]] = (
-                self.vectors.similarity_search_by_vector_with_relevance_scores(
-                    list(vector), k=k, filter=where
-                )
+            found = self.collection.query(
+                query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"]
             )
-        return [(str(doc.id), 1.0 - float(distance)) for doc, distance in found]
+        ids, distances = found["ids"][0], found["distances"][0]
+        return [(str(pid), 1.0 - float(d)) for pid, d in zip(ids, distances, strict=True)]
 
 
 def wait_for_server(url: str, timeout: float = 30.0) -> None:
