@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 from voicebot.config import Settings
@@ -73,6 +74,9 @@ class KnowledgeService:
         self.embeddings = embeddings
         self.knowledge_dir = knowledge_dir
         self.retriever = HybridRetriever(store, embeddings)
+        # Uploads, deletes and ingests from the API's thread pool take turns: two of them
+        # comparing hashes and deleting passages at once could undo each other's work.
+        self._writing = threading.Lock()
 
     @classmethod
     def open(
@@ -155,6 +159,16 @@ class KnowledgeService:
         progress: IngestProgress | None = None,
     ) -> IngestReport:
         """Make the index mirror ``directory`` (default: the bot's knowledge/)."""
+        with self._writing:
+            return self._ingest(directory, rebuild=rebuild, progress=progress)
+
+    def _ingest(
+        self,
+        directory: Path | None,
+        *,
+        rebuild: bool,
+        progress: IngestProgress | None,
+    ) -> IngestReport:
         report = ingest_directory(
             self.store,
             directory or self.knowledge_dir,
@@ -171,7 +185,10 @@ class KnowledgeService:
         The upload is checked before it replaces anything: a broken file is refused and the
         existing document of that name, if any, stays on disk and in the index.
         """
-        name = valid_document_name(name)
+        with self._writing:
+            return self._add_document(valid_document_name(name), data)
+
+    def _add_document(self, name: str, data: bytes) -> FileOutcome:
         if len(data) > self.settings.knowledge_max_file_bytes:
             raise DocumentError(
                 f"{name} is over the {self.settings.knowledge_max_file_bytes} byte limit "
@@ -210,6 +227,10 @@ class KnowledgeService:
 
     def delete_document(self, name: str) -> bool:
         """Remove a document from the index and from the knowledge directory."""
+        with self._writing:
+            return self._delete_document(name)
+
+    def _delete_document(self, name: str) -> bool:
         deleted = self.store.delete_document(name)
         path = self.knowledge_dir / name
         on_disk = path.is_file() and path.resolve().is_relative_to(self.knowledge_dir.resolve())
