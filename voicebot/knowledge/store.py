@@ -17,7 +17,6 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -224,8 +223,6 @@ class KnowledgeStore:
         self,
         doc: SourceDocument,
         chunks: Sequence[Chunk],
-        *,
-        on_batch: Any = None,
     ) -> int:
         """Replace ``doc``'s passages with ``chunks``. Returns the number written.
 
@@ -242,8 +239,6 @@ class KnowledgeStore:
             self.vectors.add_texts(
                 texts[start:end], metadatas=metadatas[start:end], ids=ids[start:end]
             )
-            if on_batch is not None:
-                on_batch(min(end, len(chunks)) - start)
         old = [i for i in self._ids_of(doc.name) if i not in set(ids)]
         if old:
             self.collection.delete(ids=old)
@@ -381,7 +376,3 @@ def wait_for_server(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-def default_path(settings: Settings) -> Path:
-    return (settings.data_dir / "chroma").resolve()
