@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where an all-MiniLM-L6-v2 ONNX export may already be, in the layout Chroma's default
@@ -78,10 +79,46 @@ class Settings(BaseSettings):
         default=None, description="Base URL of an OpenAI-compatible API (default: OpenAI's)."
     )
     openai_api_key: SecretStr | None = Field(default=None, description="Its API key.")
+    # -- the LLM brain --
+    brain: Literal["auto", "offline", "llm"] = Field(
+        default="auto",
+        description="auto: the LLM brain when an LLM is configured (a key or a base URL), "
+        "else the offline one.",
+    )
+    llm_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible chat API (Azure OpenAI, vLLM, Ollama: "
+        "http://127.0.0.1:11434/v1). Default: OpenAI's.",
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="The chat model's name.")
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VOICEBOT_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="The LLM's API key (OPENAI_API_KEY is read too).",
+    )
+    llm_timeout: float = Field(
+        default=4.0,
+        gt=0,
+        le=120,
+        description="Seconds a model request may take (or stay silent) before the turn "
+        "falls back to the offline brain.",
+    )
+    llm_max_failures: int = Field(
+        default=3, ge=1, description="Model failures in one call before it is handed off."
+    )
+    agent_language: str = Field(
+        default="English", description="The language handoff summaries are written in."
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="When set, the HTTP API's write endpoints need 'Authorization: Bearer <it>'.",
     )
+
+    @property
+    def llm_configured(self) -> bool:
+        if self.brain == "offline":
+            return False
+        return self.brain == "llm" or bool(self.llm_api_key or self.llm_base_url)
 
     def resolved_model_dir(self) -> Path | None:
         """The first directory that holds the embedding model, or None when there is none."""

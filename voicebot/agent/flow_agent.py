@@ -21,7 +21,7 @@ from livekit.agents.llm import ChatChunk, ChoiceDelta
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.voice import SpeechHandle
 
-from voicebot.runtime.call import CallRuntime, Reply
+from voicebot.runtime.call import CallRuntime, LineSink, Reply
 
 logger = logging.getLogger("voicebot.agent")
 
@@ -69,14 +69,19 @@ class _FlowStream(llm.LLMStream):
         self._agent = agent
 
     async def _run(self) -> None:
-        reply = await self._agent.next_reply(self._chat_ctx)
-        for i, line in enumerate(reply.lines):
-            # One chunk per line, each ending a sentence, so TTS can start on the first line
-            # while later ones are still being sent.
-            text = line.text if i == len(reply.lines) - 1 else line.text + " "
+        sent = 0
+
+        def send(line: str) -> None:
+            # One chunk per line, sent the moment the line exists (a model's first sentence
+            # while it is still writing the second), so TTS starts on it straight away.
+            nonlocal sent
+            text = line if sent == 0 else " " + line
             self._event_ch.send_nowait(
-                ChatChunk(id=f"flow-{i}", delta=ChoiceDelta(role="assistant", content=text))
+                ChatChunk(id=f"flow-{sent}", delta=ChoiceDelta(role="assistant", content=text))
             )
+            sent += 1
+
+        await self._agent.next_reply(self._chat_ctx, send)
 
 
 class FlowAgent(Agent):
@@ -107,25 +112,25 @@ class FlowAgent(Agent):
 
     # -- the engine's turn -------------------------------------------------------------------
 
-    async def next_reply(self, chat_ctx: llm.ChatContext) -> Reply:
+    async def next_reply(self, chat_ctx: llm.ChatContext, on_line: LineSink | None = None) -> Reply:
         """Run the engine for the oldest pending event, else for the newest caller text."""
         async with self._lock:
             try:
-                reply = await self._next_reply(chat_ctx)
+                reply = await self._next_reply(chat_ctx, on_line)
             except Exception:
                 logger.exception("agent turn failed", extra={"call_id": self.call.state.call_id})
                 reply = Reply()
             self.replies.append(reply)
             return reply
 
-    async def _next_reply(self, chat_ctx: llm.ChatContext) -> Reply:
+    async def _next_reply(self, chat_ctx: llm.ChatContext, on_line: LineSink | None) -> Reply:
         if self._pending:
             event = self._pending.popleft()
             if event.kind == "start":
-                return await self.call.start()
+                return await self.call.start(on_line)
             if event.kind == "keys":
-                return await self.call.keys_pressed(event.digits)
-            return await self.call.silence(event.seconds)
+                return await self.call.keys_pressed(event.digits, on_line)
+            return await self.call.silence(event.seconds, on_line)
         message = next(
             (
                 m
@@ -137,4 +142,21 @@ class FlowAgent(Agent):
         if message is None or message.id in self._consumed:
             return Reply()
         self._consumed.add(message.id)
-        return await self.call.caller_said(message.text_content or "")
+        reply = await self.call.caller_said(message.text_content or "", on_line)
+        self._mask_history(message)
+        return reply
+
+    def _mask_history(self, message: llm.ChatMessage) -> None:
+        """The session keeps its own copy of what the caller said; a sensitive answer (a card
+        number, a PIN) is replaced there by the masked text the call's transcript holds."""
+        said = next(
+            (line for line in reversed(self.call.state.transcript) if line.role == "caller"), None
+        )
+        if said is None or said.text == (message.text_content or ""):
+            return
+        masked: list[llm.ChatContent] = [said.text]
+        message.content = masked
+        for ctx in (self._chat_ctx, self.session.history):
+            for item in ctx.items:
+                if item.id == message.id and isinstance(item, llm.ChatMessage):
+                    item.content = masked

@@ -15,7 +15,8 @@ from typing import Protocol
 
 from rapidfuzz import fuzz
 
-from voicebot.engine.events import Expectation, Interpretation, MenuChoice
+from voicebot.brain.base import Speaker
+from voicebot.engine.events import ActionOutcome, Expectation, Interpretation, MenuChoice
 from voicebot.engine.state import CallState
 from voicebot.flows.schema import Intent
 from voicebot.handoff.packet import HandoffPacket
@@ -56,14 +57,39 @@ class OfflineBrain:
     def name(self) -> str:
         return self._label
 
+    @property
+    def uses_llm(self) -> bool:
+        return False
+
+    def feel(self, call: CallState, text: str) -> tuple[float, float]:
+        """Update the call's sentiment with one caller turn: (anger, score)."""
+        feeling = self._trackers.setdefault(call.call_id, SentimentTracker()).update(text)
+        return feeling.anger, feeling.score
+
+    async def follow_up(
+        self,
+        expect: Expectation,
+        call: CallState,
+        *,
+        now: dt.datetime,
+        outcome: ActionOutcome | None = None,
+        speak: Speaker | None = None,
+    ) -> Interpretation:
+        return Interpretation()  # never consulted: without an LLM, llm steps run their fallback
+
     async def interpret(
-        self, text: str, expect: Expectation, call: CallState, *, now: dt.datetime
+        self,
+        text: str,
+        expect: Expectation,
+        call: CallState,
+        *,
+        now: dt.datetime,
+        speak: Speaker | None = None,
     ) -> Interpretation:
         # Classification runs even inside a collect: global intent triggers ("agent") must work
         # on every turn. It is the only costly part, so it goes to a thread.
         classification = await asyncio.to_thread(self.classifier.classify, text)
-        tracker = self._trackers.setdefault(call.call_id, SentimentTracker())
-        feeling = tracker.update(text)
+        anger, score = self.feel(call, text)
         slot = None
         if expect.slot is not None:
             slot = parse_slot(expect.slot, text, now=now.replace(tzinfo=None))
@@ -71,8 +97,8 @@ class OfflineBrain:
         return Interpretation(
             intent=classification.intent,
             confidence=classification.confidence,
-            anger=feeling.anger,
-            sentiment=feeling.score,
+            anger=anger,
+            sentiment=score,
             slot=slot,
             option=option,
         )

@@ -32,6 +32,8 @@ async def run_chat(runtime: BotRuntime, *, caller_number: str | None, interactiv
     session = TextSession(call)
     if interactive:
         typer.echo(f"{runtime.loaded.definition.bot.name} (brain: {runtime.brain.name}). {HELP}")
+    else:
+        typer.echo(f"(brain: {runtime.brain.name})", err=True)
     try:
         _show(await session.start())
         while not session.ended:

@@ -121,6 +121,7 @@ def flows_test(
         try:
             return [await runner.run(t, p) for t, p in tests]
         finally:
+            await runner.aclose()
             await runtime.aclose()
 
     outcomes = asyncio.run(run_all())

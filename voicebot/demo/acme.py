@@ -65,3 +65,8 @@ def book_engineer(args: dict[str, Any], context: dict[str, Any]) -> dict[str, An
 
 def block_sim(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok"}
+
+
+def add_roaming_bundle(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    zone = str(args.get("zone", "europe"))
+    return {"status": "ok", "zone": zone, "reference": _reference("roam", zone)}

@@ -19,9 +19,12 @@ from voicebot.engine.events import (
     CallerSaid,
     CallStarted,
     Expectation,
+    Interpretation,
     KeysPressed,
     KnowledgeAnswered,
     Listen,
+    ModelAnswered,
+    ModelReply,
     Say,
     SearchKnowledge,
     Silence,
@@ -35,6 +38,7 @@ from voicebot.engine.steps import (
     YES_NO,
     StepRunner,
     collect_expectation,
+    llm_expectation,
     menu_expectation,
 )
 from voicebot.flows.schema import (
@@ -43,6 +47,7 @@ from voicebot.flows.schema import (
     BotDefinition,
     CollectStep,
     HandoffStep,
+    LlmStep,
     MenuStep,
 )
 from voicebot.handoff.packet import CallerInfo
@@ -62,9 +67,17 @@ def _utc_now() -> dt.datetime:
 class DialogueEngine:
     """Runs calls through a bot's flows. One instance serves every call of a bot."""
 
-    def __init__(self, bot: BotDefinition, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        bot: BotDefinition,
+        *,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        llm: bool = False,
+    ) -> None:
         self.bot = bot
         self.clock = clock
+        # With an LLM brain `llm` steps run; without, their `fallback` does.
+        self.llm = llm
         self.no_answer = NO_ANSWER
         # The first flow whose `trigger` names an intent is the one that intent starts.
         self.intent_flows: dict[str, str] = {}
@@ -93,7 +106,7 @@ class DialogueEngine:
         waiting = state.waiting
         if waiting is None or state.ended:
             return Expectation("none")
-        if waiting.kind in ("confirm", "callback_offer"):
+        if waiting.kind in ("confirm", "callback_offer", "llm_confirm"):
             return YES_NO
         if waiting.kind == "callback_number":
             return PHONE
@@ -104,7 +117,12 @@ class DialogueEngine:
             return collect_expectation(step, state.language)
         if isinstance(step, MenuStep):
             return menu_expectation(step)
+        if isinstance(step, LlmStep) and waiting.kind == "llm":
+            return llm_expectation(step, self._render(state, step.llm))
         return Expectation("none")
+
+    def _render(self, state: CallState, text: str) -> str:
+        return _Turn(self, state, self.clock()).render(text)
 
     def handle(self, state: CallState, event: CallerEvent) -> list[BotAction]:
         turn = _Turn(self, state, self.clock())
@@ -143,6 +161,8 @@ class _Turn(StepRunner):
             self.silence(event)
         elif isinstance(event, ActionCompleted | KnowledgeAnswered):
             self.result_arrived(event)
+        elif isinstance(event, ModelAnswered):
+            self.model_answered(event.understood)
 
     def start_call_flow(self) -> None:
         self.say(self.bot.bot.greeting, prompt=True)
@@ -161,7 +181,13 @@ class _Turn(StepRunner):
         state.last_caller_text = None if sensitive else event.text
         self._feel(understood.anger, understood.sentiment)
         for slot, value in understood.extra_slots.items():
-            state.slots.setdefault(slot, value)
+            if state.slots.get(slot) is None:
+                state.slots[slot] = value
+                state.model_filled.add(slot)
+        # Model prose first: when it was streamed, the caller has already heard it.
+        self.model_spoke(understood.reply)
+        if self.model_request(understood):
+            return
         consumed = self._consumes(understood.slot, understood.option)
         if self.fire_triggers(
             intent=None if consumed else understood.intent, confidence=understood.confidence
@@ -171,11 +197,40 @@ class _Turn(StepRunner):
             return
         kind = waiting.kind
         if kind == "open":
-            self.open_input(understood.intent, understood.confidence)
+            self.open_input(
+                understood.intent,
+                understood.confidence,
+                flow=understood.flow,
+                reply=understood.reply,
+            )
         elif kind == "menu":
-            self.menu_speech(understood.option, understood.intent, understood.confidence)
+            self.menu_speech(
+                understood.option, understood.intent, understood.confidence, flow=understood.flow
+            )
+        elif kind == "llm":
+            self.run_from(self.llm_turn(understood, caller_turn=True))
+        elif kind == "llm_action":
+            pass  # the action is still running; its result decides
+        elif (
+            kind == "collect"
+            and understood.slot is None
+            and understood.reply is not None
+            and understood.reply.grounded
+        ):
+            self.resume()  # a side question, answered: ask for the slot again
         else:
             self.step_input(understood.slot)
+
+    def model_answered(self, understood: Interpretation) -> None:
+        """The model's move when the engine consulted it (an ``llm`` step, no caller turn)."""
+        self.model_spoke(understood.reply)
+        if self.model_request(understood):
+            return
+        if self.fire_triggers(intent=understood.intent, confidence=understood.confidence):
+            return
+        waiting = self.state.waiting
+        if waiting is not None and waiting.kind == "llm":
+            self.run_from(self.llm_turn(understood, caller_turn=False))
 
     def keys_pressed(self, event: KeysPressed) -> None:
         state = self.state
@@ -195,6 +250,11 @@ class _Turn(StepRunner):
             self.run_from(self.menu_failed(step, self._address(), no_input=False))
         elif waiting.kind == "open":
             self.open_input(None, 0.0, spoken=False)
+        elif waiting.kind == "llm":
+            self.say("Please tell me in words.")
+            self.out.append(Listen(self.engine.expectation(state), self.timeout_for(None)))
+        elif waiting.kind in ("llm_action", "action", "answer", "open_answer"):
+            return  # a result is on its way; keys pressed meanwhile change nothing
         elif waiting.kind == "collect" and not self._waiting_step(CollectStep).dtmf:
             self.step_input(ParseResult(ok=False, error="keypad_not_allowed"))
         else:
@@ -203,7 +263,7 @@ class _Turn(StepRunner):
 
     def silence(self, event: Silence) -> None:
         waiting = self.state.waiting
-        if waiting is None or waiting.kind in ("action", "answer"):
+        if waiting is None or waiting.kind in ("action", "answer", "llm_action", "open_answer"):
             return
         step = self.resolve(waiting.address) if waiting.address else None
         if event.seconds < self.timeout_for(step):
@@ -223,6 +283,13 @@ class _Turn(StepRunner):
         elif waiting.kind == "collect":
             step_c = self._waiting_step(CollectStep)
             self.run_from(self.collect_failed(step_c, self._address(), no_input=True))
+        elif waiting.kind == "llm":
+            waiting.no_input += 1
+            if waiting.no_input > self.bot.bot.limits.max_no_input:
+                self.run_from(self.limit("caller could not be understood"))
+                return
+            self.say(self._line(self.bot.bot.no_input, waiting.no_input, OPEN_NO_INPUT))
+            self.out.append(Listen(self.engine.expectation(self.state), self.timeout_for(step)))
         else:
             # Confirmations and the callback offer: silence reads as "no answer yet".
             waiting.no_input += 1
@@ -241,7 +308,9 @@ class _Turn(StepRunner):
             return
         if waiting is None or waiting.address is None:
             return
-        if isinstance(event, ActionCompleted) and waiting.kind == "action":
+        if isinstance(event, ActionCompleted) and waiting.kind == "llm_action":
+            self.run_from(self.llm_action_done(self._waiting_step(LlmStep), event))
+        elif isinstance(event, ActionCompleted) and waiting.kind == "action":
             step_a = self._waiting_step(ActionStep)
             self.run_from(self.action_input(step_a, waiting.address, event))
         elif isinstance(event, KnowledgeAnswered) and waiting.kind == "answer":
@@ -250,13 +319,34 @@ class _Turn(StepRunner):
 
     # -- by what the bot waits for ------------------------------------------------------------
 
-    def open_input(self, intent: str | None, confidence: float, *, spoken: bool = True) -> None:
+    def open_input(
+        self,
+        intent: str | None,
+        confidence: float,
+        *,
+        spoken: bool = True,
+        flow: str | None = None,
+        reply: ModelReply | None = None,
+    ) -> None:
         waiting = self.state.waiting
         assert waiting is not None
-        flow = self.engine.intent_flows.get(intent) if intent else None
+        flow = flow or (self.engine.intent_flows.get(intent) if intent else None)
         if flow is not None:
-            self._note_intent(intent, confidence)
+            self._note_intent(intent or flow, confidence)
             self.run_from(self.enter_flow(flow, replace=True))
+            return
+        if reply is not None:
+            # The model answered (from the documents) or asked the caller to clarify. A
+            # clarification counts like a no-match, so a caller cannot be kept talking forever.
+            if reply.grounded:
+                self.say(self.bot.bot.anything_else, prompt=True)
+                self.wait_open()
+                return
+            waiting.no_match += 1
+            if waiting.no_match > self.bot.bot.limits.max_no_match:
+                self.run_from(self.limit("caller could not be understood"))
+                return
+            self.wait_open(keep_counts=True)
             return
         fallback = self.bot.bot.knowledge_fallback
         question = self.state.last_caller_text
@@ -291,16 +381,23 @@ class _Turn(StepRunner):
         self.say(self._line(self.bot.bot.no_match, waiting.no_match, OPEN_NO_MATCH))
         self.wait_open(keep_counts=True)
 
-    def menu_speech(self, option: int | None, intent: str | None, confidence: float) -> None:
+    def menu_speech(
+        self,
+        option: int | None,
+        intent: str | None,
+        confidence: float,
+        *,
+        flow: str | None = None,
+    ) -> None:
         step = self._waiting_step(MenuStep)
         if option is not None and 0 <= option < len(step.options):
             self.run_from(self.menu_choose(step, self._address(), option))
             return
         # A caller who answers a menu with a request of their own ("my internet is down")
         # gets that flow instead of a "press 1 or 2" loop.
-        flow = self.engine.intent_flows.get(intent) if intent else None
+        flow = flow or (self.engine.intent_flows.get(intent) if intent else None)
         if flow is not None:
-            self._note_intent(intent, confidence)
+            self._note_intent(intent or flow, confidence)
             self.run_from(self.enter_flow(flow, replace=True))
             return
         self.run_from(self.menu_failed(step, self._address(), no_input=False))
@@ -319,6 +416,8 @@ class _Turn(StepRunner):
             self.run_from(
                 self.callback_number_input(self._waiting_step(HandoffStep), address, parsed)
             )
+        elif waiting.kind == "llm_confirm":
+            self.run_from(self.llm_confirm_input(address, parsed))
 
     # -- triggers -----------------------------------------------------------------------------
 

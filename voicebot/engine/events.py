@@ -33,12 +33,22 @@ class Expectation:
     of ``options``; ``yes_no``: a confirmation.
     """
 
-    kind: Literal["open", "collect", "menu", "yes_no", "none"]
+    kind: Literal["open", "collect", "menu", "yes_no", "llm", "none"]
     slot: SlotSpec | None = None
     slot_name: str | None = None
     options: tuple[MenuChoice, ...] = ()
     sensitive: bool = False
     dtmf: bool = False
+    task: LlmTask | None = None
+
+
+@dataclass(frozen=True)
+class LlmTask:
+    """An ``llm`` step as the brain sees it: what to do and which actions it may run."""
+
+    instructions: str
+    actions: tuple[str, ...] = ()
+    until: str | None = None  # a description the model decides on (a condition is the engine's)
 
 
 # --- the brain's reading of a caller turn ---------------------------------------------------
@@ -55,6 +65,38 @@ class Interpretation:
     slot: ParseResult | None = None
     option: int | None = None
     extra_slots: dict[str, Any] = field(default_factory=dict)
+    # What an LLM brain adds: a flow it chose by description, prose it wrote, a request it made.
+    flow: str | None = None
+    reply: ModelReply | None = None
+    request: ModelRequest | None = None
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """Prose from the model. ``spoken``: already streamed to TTS sentence by sentence while the
+    model was writing, so the engine only records it. ``grounded``: an answer built on the
+    knowledge passages in ``sources``."""
+
+    text: str
+    sources: tuple[Source, ...] = ()
+    spoken: bool = False
+    grounded: bool = False
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Something the model asked the flows to do through one of the tools it was offered.
+
+    ``handoff``/``end``: the generic tools (when no trigger covers them); ``action``: an
+    ``llm`` step's action; ``done``: the ``llm`` step's ``until`` is met; ``unavailable``: the
+    model failed too often in this call.
+    """
+
+    kind: Literal["handoff", "end", "action", "done", "unavailable"]
+    reason: str | None = None
+    queue: str | None = None
+    action: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 # --- caller events --------------------------------------------------------------------------
@@ -91,13 +133,29 @@ class ActionCompleted:
 
 
 @dataclass(frozen=True)
+class ModelAnswered:
+    """The model's reading after the engine consulted it without a caller turn: on entering an
+    ``llm`` step, after one of its actions ran, or after the caller declined one."""
+
+    understood: Interpretation
+
+
+@dataclass(frozen=True)
 class KnowledgeAnswered:
     text: str | None
     score: float
     sources: tuple[Source, ...] = ()
 
 
-CallerEvent = CallStarted | CallerSaid | KeysPressed | Silence | ActionCompleted | KnowledgeAnswered
+CallerEvent = (
+    CallStarted
+    | CallerSaid
+    | KeysPressed
+    | Silence
+    | ActionCompleted
+    | KnowledgeAnswered
+    | ModelAnswered
+)
 
 
 # --- bot actions ----------------------------------------------------------------------------
@@ -133,6 +191,23 @@ class SearchKnowledge:
 
 
 @dataclass(frozen=True)
+class ConsultModel:
+    """Ask the brain for its next move in an ``llm`` step. ``outcome`` tells the model what
+    happened to the action it asked for (its result, an error, or that the caller declined)."""
+
+    outcome: ActionOutcome | None = None
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    action: str
+    ok: bool
+    response: Any = None
+    error: str | None = None
+    declined: bool = False
+
+
+@dataclass(frozen=True)
 class Handoff:
     packet: HandoffPacket
 
@@ -142,4 +217,4 @@ class Hangup:
     disposition: str | None = None
 
 
-BotAction = Say | Listen | RunAction | SearchKnowledge | Handoff | Hangup
+BotAction = Say | Listen | RunAction | SearchKnowledge | ConsultModel | Handoff | Hangup

@@ -29,6 +29,9 @@ WaitKind = Literal[
     "answer",
     "callback_offer",
     "callback_number",
+    "llm",
+    "llm_action",
+    "llm_confirm",
 ]
 
 
@@ -61,6 +64,8 @@ class CallState:
     waiting: Waiting | None = None
     slots: dict[str, Any] = field(default_factory=dict)
     sensitive: set[str] = field(default_factory=set)
+    # Slots the LLM filled ahead of their collect step; the step still checks its rejections.
+    model_filled: set[str] = field(default_factory=set)
     result: Any = None
     intent: str | None = None
     last_intent: str | None = None

@@ -11,16 +11,23 @@ from typing import Any
 
 from voicebot.engine.events import (
     ActionCompleted,
+    ActionOutcome,
+    ConsultModel,
     Expectation,
     Handoff,
     Hangup,
+    Interpretation,
     KnowledgeAnswered,
+    Listen,
+    LlmTask,
     MenuChoice,
+    ModelReply,
     RunAction,
+    Say,
     SearchKnowledge,
 )
 from voicebot.engine.flow_control import LIMIT_SCOPE, FlowControl
-from voicebot.engine.state import StepAddress
+from voicebot.engine.state import StepAddress, Waiting
 from voicebot.flows import expressions as ex
 from voicebot.flows.schema import (
     ActionStep,
@@ -52,6 +59,8 @@ NO_ANSWER = "I'm sorry, I don't have an answer to that."
 YES_NO = Expectation("yes_no", slot=SlotSpec(type="yes_no"), dtmf=True)
 PHONE = Expectation("collect", slot=SlotSpec(type="phone"), slot_name="callback_number", dtmf=True)
 DEFAULT_MIN_SCORE = 0.35
+GOODBYE = "Thank you for calling. Goodbye."
+LLM_NO_MATCH = "Sorry, I didn't get that. Could you say it another way?"
 
 
 def slot_spec(step: CollectStep, language: str) -> SlotSpec:
@@ -70,6 +79,13 @@ def slot_spec(step: CollectStep, language: str) -> SlotSpec:
 def menu_expectation(step: MenuStep) -> Expectation:
     options = tuple(MenuChoice(i, o.key, tuple(o.say)) for i, o in enumerate(step.options))
     return Expectation("menu", options=options, dtmf=True)
+
+
+def llm_expectation(step: LlmStep, instructions: str) -> Expectation:
+    until = step.until if step.until and not ex.is_condition(step.until) else None
+    return Expectation(
+        "llm", task=LlmTask(instructions=instructions, actions=tuple(step.tools), until=until)
+    )
 
 
 def collect_expectation(step: CollectStep, language: str) -> Expectation:
@@ -124,20 +140,186 @@ class StepRunner(FlowControl):
             return self.resume()
         return self.after(step, address)
 
+    # -- llm ------------------------------------------------------------------------------------
+
     def start_llm(self, step: LlmStep, address: StepAddress) -> StepAddress | None:
-        # Without an LLM configured the step's fallback runs (the LLM brain replaces this).
+        if not self.engine.llm:
+            return self.llm_give_up(step, address)
+        if self._until_met(step):
+            return self.after(step, address)
+        # The model opens the step itself; the runtime asks it and feeds its answer back.
+        self.state.waiting = Waiting("llm", address=address)
+        self.out.append(ConsultModel())
+        return None
+
+    def _until_met(self, step: LlmStep) -> bool:
+        return (
+            bool(step.until) and ex.is_condition(step.until or "") and self.check(step.until or "")
+        )
+
+    def llm_give_up(self, step: LlmStep, address: StepAddress) -> StepAddress | None:
+        self.state.waiting = None
         if step.fallback is not None:
             return self.run_ref(step.fallback, address, "fallback")
         return self.after(step, address)
 
+    def llm_turn(self, understood: Interpretation, *, caller_turn: bool) -> StepAddress | None:
+        """The model's move inside an ``llm`` step: an action, done, or just talk."""
+        waiting = self.state.waiting
+        assert waiting is not None and waiting.address is not None
+        address = waiting.address
+        step = self.resolve(address)
+        assert isinstance(step, LlmStep)
+        request = understood.request
+        if caller_turn:
+            waiting.attempts += 1
+        if request is not None and request.kind == "done":
+            return self.llm_finish(step, address)
+        if request is not None and request.kind == "action" and request.action:
+            if request.action not in step.tools:
+                # The brain only offers the step's tools; this is the second lock on the door.
+                self.state.record("event", f"refused action '{request.action}'", self.now)
+            else:
+                return self.llm_action(step, address, request.action, request.args)
+        if self._until_met(step):
+            return self.llm_finish(step, address)
+        if waiting.attempts >= step.max_turns:
+            return self.llm_give_up(step, address)
+        if understood.reply is None and caller_turn:
+            waiting.no_match += 1
+            if waiting.no_match > self.bot.bot.limits.max_no_match:
+                return self.llm_give_up(step, address)
+            self.say(LLM_NO_MATCH)
+        self.out.append(Listen(self.engine.expectation(self.state), self.timeout_for(step)))
+        return None
+
+    def llm_finish(self, step: LlmStep, address: StepAddress) -> StepAddress | None:
+        self.state.waiting = None
+        return self.after(step, address)
+
+    def llm_action(
+        self, step: LlmStep, address: StepAddress, name: str, args: dict[str, Any]
+    ) -> StepAddress | None:
+        definition = self.bot.actions[name]
+        if definition.confirm:
+            question = (
+                definition.confirm
+                if isinstance(definition.confirm, str)
+                else f"Shall I go ahead and {_lower_first(definition.description or name)}?"
+            )
+            self.say(question, prompt=True, args=args)
+            self.wait(
+                "llm_confirm", YES_NO, address=address, keep_counts=True, pending=(name, args)
+            )
+            return None
+        return self.llm_run(address, name, args)
+
+    def llm_run(self, address: StepAddress, name: str, args: dict[str, Any]) -> StepAddress | None:
+        previous = self.state.waiting
+        self.out.append(RunAction(name, args))
+        self.state.waiting = Waiting(
+            "llm_action",
+            address=address,
+            attempts=previous.attempts if previous else 0,
+            pending=name,
+        )
+        return None
+
+    def llm_confirm_input(
+        self, address: StepAddress, parsed: ParseResult | None
+    ) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None
+        name, args = waiting.pending
+        if parsed is not None and parsed.ok and parsed.value is True:
+            return self.llm_run(address, name, args)
+        if (parsed is not None and parsed.ok and parsed.value is False) or (
+            waiting.no_match >= self.bot.bot.limits.max_no_match
+        ):
+            self._llm_back(ActionOutcome(name, ok=False, declined=True))
+            return None
+        waiting.no_match += 1
+        self.say("Please say yes or no.")
+        if self.state.last_prompt:
+            self.say(self.state.last_prompt)
+        self.out.append(Listen(YES_NO, self.timeout_for(None)))
+        return None
+
+    def llm_action_done(self, step: LlmStep, done: ActionCompleted) -> StepAddress | None:
+        waiting = self.state.waiting
+        assert waiting is not None and waiting.address is not None
+        self.state.result = done.response if done.ok else {"error": done.error or "failed"}
+        if self._until_met(step):
+            return self.llm_finish(step, waiting.address)
+        self._llm_back(ActionOutcome(done.name, done.ok, done.response, done.error))
+        return None
+
+    def _llm_back(self, outcome: ActionOutcome) -> None:
+        """Tell the model what became of its action; its answer comes back as an event."""
+        waiting = self.state.waiting
+        assert waiting is not None
+        self.state.waiting = Waiting(
+            "llm",
+            address=waiting.address,
+            attempts=waiting.attempts,
+            no_input=waiting.no_input,
+        )
+        self.out.append(ConsultModel(outcome))
+
+    def model_spoke(self, reply: ModelReply | None) -> None:
+        """Model prose: already heard if it was streamed, else said now (never as a template:
+        the model's words are not flow content)."""
+        if reply is None or not reply.text:
+            return
+        if not reply.spoken:
+            self.out.append(Say(reply.text))
+        self.state.record("bot", reply.text, self.now)
+        self.state.last_prompt = reply.text
+        if reply.grounded:
+            self.note_sources(KnowledgeAnswered(reply.text, 1.0, reply.sources))
+
+    def model_request(self, understood: Interpretation) -> bool:
+        """A hand-off, an end or a failed assistant: done here, whatever the bot waited for."""
+        request = understood.request
+        if request is None:
+            return False
+        if request.kind == "unavailable":
+            self.technical_handoff("assistant unavailable")
+            return True
+        if request.kind == "handoff":
+            reason = request.reason or "caller asked for a person"
+            self.handoff_now(self.engine.default_queue, [], "normal", reason, None)
+            return True
+        if request.kind == "end":
+            self.say(GOODBYE, barge_in=False)
+            self.out.append(Hangup("completed"))
+            self.state.ended = True
+            self.state.disposition = "completed"
+            self.state.waiting = None
+            return True
+        return False
+
     # -- collect -------------------------------------------------------------------------------
 
     def start_collect(self, step: CollectStep, address: StepAddress) -> StepAddress | None:
-        if self.state.slots.get(step.collect) is not None and not step.always_ask:
+        filled = self.state.slots.get(step.collect) is not None and not step.always_ask
+        if filled and self._prefilled_ok(step):
             return self.after(step, address)  # never ask a caller twice
         self.say(self._prompt(step), barge_in=step.barge_in, prompt=True)
         self._wait_collect(step, address, keep_counts=False)
         return None
+
+    def _prefilled_ok(self, step: CollectStep) -> bool:
+        """A value the model caught early still has to pass the step's rejections."""
+        if step.collect not in self.state.model_filled:
+            return True
+        self.state.model_filled.discard(step.collect)
+        for rejection in step.rejections:
+            if self.check(rejection.condition):
+                self.say(rejection.say)
+                self.state.slots.pop(step.collect, None)
+                return False
+        return True
 
     def _prompt(self, step: CollectStep) -> str | list[str]:
         return step.prompt or f"Please tell me your {step.collect.replace('_', ' ')}."
@@ -473,3 +655,8 @@ class StepRunner(FlowControl):
         self.state.errors += 1
         self.say(TECHNICAL_APOLOGY, barge_in=False)
         self.handoff_now(self.engine.default_queue, [], "high", reason, None, silent=True)
+
+
+def _lower_first(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].lower() + text[1:]

@@ -172,3 +172,13 @@ def _references(tree: nodes.Template) -> References:
         if named and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
             slots.add(item.arg.value)
     return References(frozenset(roots), frozenset(slots))
+
+
+def is_condition(source: str) -> bool:
+    """Whether ``source`` is an expression over the flow names (``slots.plan != none``) rather
+    than prose (``the caller has chosen a plan``): an ``llm`` step's ``until`` may be either."""
+    try:
+        refs = check_condition(source)
+    except ExpressionError:
+        return False
+    return bool(refs.roots) and refs.roots <= ROOT_NAMES

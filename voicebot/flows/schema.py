@@ -291,6 +291,8 @@ class LlmStep(StepBase):
     tools: list[str] = Field(default_factory=list)
     until: str | None = None
     fallback: StepRef | None = None
+    # extension: caller turns before the step gives up and runs its fallback (no endless chat)
+    max_turns: int = Field(default=8, ge=1, le=50)
 
     @property
     def kind(self) -> str:
@@ -542,11 +544,24 @@ class HttpSpec(_Strict):
         return value
 
 
+class ActionParameter(_Strict):
+    """Extension: one argument an LLM may pass to an action (an ``llm`` step's tool)."""
+
+    type: Literal["string", "number", "integer", "boolean"] = "string"
+    description: str | None = None
+    enum: list[str] | None = None
+    required: bool = True
+
+
 class ActionDef(_Strict):
     http: HttpSpec | None = None
     body: Any = None
     python: str | None = None
     description: str | None = None  # extension
+    # extensions for actions an LLM may call: their arguments, and a question to the caller
+    # before anything with side effects runs (true: "Shall I go ahead and <description>?")
+    parameters: dict[str, ActionParameter] = Field(default_factory=dict)
+    confirm: bool | str = False
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionDef:
@@ -621,6 +636,16 @@ class HandoffExpectation(_Strict):
     queue: str | None = None
     priority: str | None = None
     reason: str | None = None
+    summary: str | list[str] | None = None  # extension: text the summary contains
+
+
+class ModelRequestExpectation(_Strict):
+    """Extension: checks on the last request the brain sent the (scripted) model."""
+
+    tools: list[str] = Field(default_factory=list)
+    not_tools: list[str] = Field(default_factory=list)
+    contains: str | list[str] | None = None
+    not_contains: str | list[str] | None = None
 
 
 class Expectation(_Strict):
@@ -631,6 +656,7 @@ class Expectation(_Strict):
     handoff: HandoffExpectation | bool | None = None
     ended: bool | None = None
     sources: list[str] | None = None
+    model: ModelRequestExpectation | None = None  # extension
 
 
 class QueueStats(_Strict):
@@ -639,12 +665,57 @@ class QueueStats(_Strict):
     estimated_wait: float | None = None
 
 
+class ScriptedToolCall(_Strict):
+    name: str
+    args: dict[str, Any] | None = None
+    raw_args: str | None = None  # sent as-is, e.g. to test malformed JSON
+
+
+class ScriptedReply(_Strict):
+    """Extension: one reply of the scripted model in a conversation test.
+
+    ``say`` streams text; ``tool``/``args`` (or ``tools``) call tools; ``error`` answers with
+    that HTTP status; ``hang`` never answers (the brain times out).
+    """
+
+    say: str | None = None
+    tool: str | None = None
+    args: dict[str, Any] | None = None
+    raw_args: str | None = None
+    tools: list[ScriptedToolCall] = Field(default_factory=list)
+    error: int | None = Field(default=None, ge=400, le=599)
+    hang: bool = False
+
+    @model_validator(mode="after")
+    def _something(self) -> ScriptedReply:
+        if self.tool is None and (self.args is not None or self.raw_args is not None):
+            raise PydanticCustomError("model_reply", "'args' needs a 'tool'")
+        if not (self.say or self.tool or self.tools or self.error or self.hang):
+            raise PydanticCustomError(
+                "model_reply", "a model reply needs 'say', 'tool', 'tools', 'error' or 'hang'"
+            )
+        return self
+
+    @property
+    def calls(self) -> list[ScriptedToolCall]:
+        if self.tool is not None:
+            return [ScriptedToolCall(name=self.tool, args=self.args, raw_args=self.raw_args)]
+        return list(self.tools)
+
+
 class TestStep(_Strict):
     user: str | None = None
     dtmf: str | None = None
     silence: float | None = Field(default=None, ge=0)
     bot: BotExpectation | None = None
     expect: Expectation | None = None
+    # extension: the scripted model's next replies (the test then runs with the LLM brain)
+    model: list[ScriptedReply] | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _listify_model(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @field_validator("dtmf", mode="before")
     @classmethod
@@ -654,12 +725,14 @@ class TestStep(_Strict):
     @model_validator(mode="after")
     def _one(self) -> TestStep:
         given = [
-            k for k in ("user", "dtmf", "silence", "bot", "expect") if getattr(self, k) is not None
+            k
+            for k in ("user", "dtmf", "silence", "bot", "expect", "model")
+            if getattr(self, k) is not None
         ]
         if len(given) != 1:
             raise PydanticCustomError(
                 "test_step",
-                "a test step is exactly one of user, dtmf, silence, bot or expect",
+                "a test step is exactly one of user, dtmf, silence, bot, expect or model",
             )
         if self.dtmf is not None and not re.fullmatch(r"[0-9*#A-Da-d]+", self.dtmf):
             raise PydanticCustomError("dtmf", "'dtmf' takes keypad keys: 0-9, *, #")
@@ -674,6 +747,11 @@ class ConversationTest(_Strict):
     # extensions
     now: dt.datetime | None = None
     queues: dict[str, QueueStats] = Field(default_factory=dict)
+
+    @property
+    def uses_model(self) -> bool:
+        """A test that scripts model replies runs with the LLM brain against them."""
+        return any(step.model is not None for step in self.steps)
 
 
 class TestFile(_Strict):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voicebot.engine.events import KnowledgeAnswered
+
+if TYPE_CHECKING:
+    from voicebot.knowledge.retriever import Passage
 
 
 class KnowledgeBase(Protocol):
@@ -23,6 +26,17 @@ class KnowledgeBase(Protocol):
         """
         ...
 
+    async def passages(
+        self,
+        question: str,
+        *,
+        k: int = 4,
+        tags: tuple[str, ...] = (),
+        today: dt.date | None = None,
+    ) -> list[Passage]:
+        """The best passages for ``question``, best first (what an LLM answers from)."""
+        ...
+
 
 class EmptyKnowledge:
     """A bot with no documents: every question is one the bot cannot answer."""
@@ -36,3 +50,13 @@ class EmptyKnowledge:
         today: dt.date | None = None,
     ) -> KnowledgeAnswered:
         return KnowledgeAnswered(text=None, score=0.0)
+
+    async def passages(
+        self,
+        question: str,
+        *,
+        k: int = 4,
+        tags: tuple[str, ...] = (),
+        today: dt.date | None = None,
+    ) -> list[Passage]:
+        return []

@@ -146,6 +146,16 @@ class KnowledgeService:
             self.answer_now, question, tags=tags, min_score=min_score, today=today
         )
 
+    async def passages(
+        self,
+        question: str,
+        *,
+        k: int = 4,
+        tags: tuple[str, ...] = (),
+        today: dt.date | None = None,
+    ) -> list[Passage]:
+        return await asyncio.to_thread(self.search, question, k=k, tags=tags, today=today)
+
     # -- documents -------------------------------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:

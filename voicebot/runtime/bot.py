@@ -20,7 +20,7 @@ from voicebot.engine.context import bot_timezone, expression_context
 from voicebot.engine.dialogue import DialogueEngine
 from voicebot.engine.state import CallState
 from voicebot.flows.loader import LoadedBot, load_bot
-from voicebot.flows.schema import Intent
+from voicebot.flows.schema import BotDefinition, Intent
 from voicebot.handoff.packet import CallerInfo
 from voicebot.handoff.sinks import HandoffSink, JsonlHandoffSink
 from voicebot.knowledge.base import EmptyKnowledge, KnowledgeBase
@@ -45,6 +45,23 @@ def build_classifier(settings: Settings, intents: Mapping[str, Intent]) -> tuple
         return KeywordClassifier(
             intents, threshold=0.75
         ), "offline (keywords only: no embedding model)"
+
+
+def build_brain(
+    settings: Settings, definition: BotDefinition, knowledge: KnowledgeBase | None
+) -> Brain:
+    """The offline brain, or the LLM brain (with the offline one as its fallback) when an LLM
+    is configured."""
+    classifier, label = build_classifier(settings, definition.intents)
+    offline = OfflineBrain(classifier, intents=definition.intents, label=label)
+    if not settings.llm_configured:
+        return offline
+    from voicebot.brain.llm import build_llm_brain
+
+    has_documents = knowledge is not None and not isinstance(knowledge, EmptyKnowledge)
+    return build_llm_brain(
+        settings, definition, offline, knowledge=knowledge if has_documents else None
+    )
 
 
 @dataclass
@@ -78,10 +95,11 @@ class BotRuntime:
             max_bytes=settings.max_flow_file_bytes,
             with_tests=with_tests,
         )
-        engine = DialogueEngine(loaded.definition, **({"clock": clock} if clock else {}))
         if brain is None:
-            classifier, label = build_classifier(settings, loaded.definition.intents)
-            brain = OfflineBrain(classifier, intents=loaded.definition.intents, label=label)
+            brain = build_brain(settings, loaded.definition, knowledge)
+        engine = DialogueEngine(
+            loaded.definition, llm=brain.uses_llm, **({"clock": clock} if clock else {})
+        )
         return cls(
             settings=settings,
             loaded=loaded,
@@ -128,3 +146,6 @@ class BotRuntime:
 
     async def aclose(self) -> None:
         await self.actions.aclose()
+        close = getattr(self.brain, "aclose", None)
+        if close is not None:
+            await close()

@@ -8,6 +8,7 @@ text loop: a failure becomes the engine's apology and a handoff with reason ``te
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,14 @@ from voicebot.engine.events import (
     CallerEvent,
     CallerSaid,
     CallStarted,
+    ConsultModel,
     Handoff,
     Hangup,
     Interpretation,
     KeysPressed,
     KnowledgeAnswered,
     Listen,
+    ModelAnswered,
     RunAction,
     Say,
     SearchKnowledge,
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voicebot.call")
 
+# Receives each line the moment it is ready (the audio path starts TTS on it).
+LineSink = Callable[[str], None]
+
 # Webhook results can start further webhooks; a flow that chains more than this in one turn is
 # looping (its graph check could not see it because the loop goes through results).
 _MAX_FOLLOW_UPS = 50
@@ -50,6 +56,12 @@ class Reply:
     listen: Listen | None = None
     handoff: HandoffPacket | None = None
     hangup: Hangup | None = None
+    on_line: LineSink | None = field(default=None, repr=False, compare=False)
+
+    def add(self, line: Say) -> None:
+        self.lines.append(line)
+        if self.on_line is not None:
+            self.on_line(line.text)
 
     @property
     def text(self) -> str:
@@ -70,34 +82,40 @@ class CallRuntime:
     def ended(self) -> bool:
         return self.state.ended
 
-    async def start(self) -> Reply:
-        return await self._drive(CallStarted())
+    async def start(self, on_line: LineSink | None = None) -> Reply:
+        return await self._drive(CallStarted(), Reply(on_line=on_line))
 
-    async def caller_said(self, text: str) -> Reply:
+    async def caller_said(self, text: str, on_line: LineSink | None = None) -> Reply:
+        """One caller utterance. ``on_line`` gets each line as soon as it is ready, including
+        the model's sentences while it is still writing the rest."""
+        reply = Reply(on_line=on_line)
         text = " ".join(text.split())
         if not text:
-            return await self.silence(0.0)
+            return await self._drive(Silence(0.0), reply)
         expect = self.bot.engine.expectation(self.state)
         try:
             understood = await self.bot.brain.interpret(
-                text, expect, self.state, now=self.bot.local_now()
+                text, expect, self.state, now=self.bot.local_now(), speak=self._speaker(reply)
             )
         except Exception:
             logger.exception(
                 "brain failed; turn read as not understood", extra={"call_id": self.state.call_id}
             )
             understood = Interpretation()
-        return await self._drive(CallerSaid(text, understood))
+        return await self._drive(CallerSaid(text, understood), reply)
 
-    async def keys_pressed(self, digits: str) -> Reply:
+    async def keys_pressed(self, digits: str, on_line: LineSink | None = None) -> Reply:
         anger = self.bot.brain.keypad_sentiment(self.state)
-        return await self._drive(KeysPressed(digits, anger))
+        return await self._drive(KeysPressed(digits, anger), Reply(on_line=on_line))
 
-    async def silence(self, seconds: float) -> Reply:
-        return await self._drive(Silence(seconds))
+    async def silence(self, seconds: float, on_line: LineSink | None = None) -> Reply:
+        return await self._drive(Silence(seconds), Reply(on_line=on_line))
 
-    async def _drive(self, event: CallerEvent) -> Reply:
-        reply = Reply()
+    @staticmethod
+    def _speaker(reply: Reply) -> Callable[[str], None]:
+        return lambda text: reply.add(Say(text))
+
+    async def _drive(self, event: CallerEvent, reply: Reply) -> Reply:
         try:
             await self._perform(self.bot.engine.handle(self.state, event), reply)
         except Exception:
@@ -123,7 +141,7 @@ class CallRuntime:
             action = queue.pop(0)
             result: CallerEvent | None = None
             if isinstance(action, Say):
-                reply.lines.append(action)
+                reply.add(action)
             elif isinstance(action, Listen):
                 reply.listen = action
             elif isinstance(action, Hangup):
@@ -134,6 +152,8 @@ class CallRuntime:
                 result = await self._run_action(action)
             elif isinstance(action, SearchKnowledge) and follow_ups:
                 result = await self._search(action)
+            elif isinstance(action, ConsultModel) and follow_ups:
+                result = await self._consult(action, reply)
             if result is not None:
                 rounds += 1
                 if rounds > _MAX_FOLLOW_UPS:
@@ -143,6 +163,20 @@ class CallRuntime:
     async def _run_action(self, action: RunAction) -> ActionCompleted:
         context = self.bot.engine_context(self.state)
         return await self.actions.run(action.name, action.args, context)
+
+    async def _consult(self, action: ConsultModel, reply: Reply) -> ModelAnswered:
+        try:
+            understood = await self.bot.brain.follow_up(
+                self.bot.engine.expectation(self.state),
+                self.state,
+                now=self.bot.local_now(),
+                outcome=action.outcome,
+                speak=self._speaker(reply),
+            )
+        except Exception:
+            logger.exception("brain follow-up failed", extra={"call_id": self.state.call_id})
+            understood = Interpretation()
+        return ModelAnswered(understood)
 
     async def _search(self, action: SearchKnowledge) -> KnowledgeAnswered:
         try:

@@ -14,13 +14,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from voicebot.agent.text_session import TextSession, TextTurn
+from voicebot.brain.base import Brain
+from voicebot.brain.llm import LlmBrain
+from voicebot.brain.offline import OfflineBrain
 from voicebot.engine.dialogue import DialogueEngine
 from voicebot.engine.state import CallState
 from voicebot.flows.errors import Position
-from voicebot.flows.schema import BotExpectation, ConversationTest, Expectation, HandoffExpectation
+from voicebot.flows.schema import (
+    BotExpectation,
+    ConversationTest,
+    Expectation,
+    HandoffExpectation,
+    ModelRequestExpectation,
+)
 from voicebot.handoff.packet import CallerInfo, HandoffPacket
 from voicebot.handoff.sinks import CallbackHandoffSink
 from voicebot.runtime.bot import BotRuntime
+from voicebot.testing.scripted_model import RecordedRequest, ScriptedModel, ScriptedModelServer
+
+# In conversation tests a scripted model that hangs is given up on after this long.
+TEST_MODEL_TIMEOUT = 1.0
 
 
 @dataclass
@@ -44,21 +57,70 @@ def _texts(value: str | list[str] | None) -> list[str]:
 
 
 class ConversationTestRunner:
+    """Tests without ``model`` steps run with the offline brain whatever is configured (they
+    must not depend on a live model); tests with them run the LLM brain against a scripted
+    model server started on first use."""
+
     def __init__(self, runtime: BotRuntime) -> None:
         self.runtime = runtime
+        brain = runtime.brain
+        self.offline: Brain = brain.offline if isinstance(brain, LlmBrain) else brain
+        self._server: ScriptedModelServer | None = None
+        self._llm_brain: LlmBrain | None = None
 
     async def run_all(self) -> list[TestOutcome]:
-        return [await self.run(test, pos) for test, pos in self.runtime.loaded.tests]
+        try:
+            return [await self.run(test, pos) for test, pos in self.runtime.loaded.tests]
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._llm_brain is not None:
+            await self._llm_brain.aclose()
+            self._llm_brain = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _model(self) -> tuple[LlmBrain, ScriptedModel]:
+        if self._server is None:
+            self._server = ScriptedModelServer().start()
+        if self._llm_brain is None:
+            from voicebot.brain.llm import build_llm_brain
+
+            offline = self.offline
+            assert isinstance(offline, OfflineBrain)
+            settings = self.runtime.settings.model_copy(
+                update={"llm_timeout": TEST_MODEL_TIMEOUT, "llm_model": "scripted"}
+            )
+            self._llm_brain = build_llm_brain(
+                settings,
+                self.runtime.loaded.definition,
+                offline,
+                knowledge=self.runtime.knowledge,
+                base_url=self._server.base_url,
+            )
+        return self._llm_brain, self._server.script
 
     async def run(self, test: ConversationTest, position: Position | None = None) -> TestOutcome:
         started = time.perf_counter()
         fixed = test.now if test.now is None or test.now.tzinfo else test.now.replace(tzinfo=dt.UTC)
-        engine = (
-            DialogueEngine(self.runtime.loaded.definition, clock=lambda: fixed)
-            if fixed is not None
-            else self.runtime.engine
+        script: ScriptedModel | None = None
+        brain = self.offline
+        if test.uses_model:
+            brain, script = self._model()
+            script.reset()
+        engine = DialogueEngine(
+            self.runtime.loaded.definition,
+            clock=(lambda: fixed) if fixed is not None else self.runtime.engine.clock,
+            llm=brain.uses_llm,
         )
-        runtime = replace(self.runtime, engine=engine, handoffs=CallbackHandoffSink(lambda _: None))
+        runtime = replace(
+            self.runtime,
+            engine=engine,
+            brain=brain,
+            handoffs=CallbackHandoffSink(lambda _: None),
+        )
         caller = CallerInfo(**test.caller.model_dump())
         call = runtime.new_call(
             caller=caller,
@@ -88,6 +150,21 @@ class ConversationTestRunner:
                     pending = self._check_bot(step.bot, pending, where)
                 elif step.expect is not None:
                     self._check_state(step.expect, call.state, where)
+                    if step.expect.model is not None:
+                        _check_model(step.expect.model, script, where)
+                elif step.model is not None:
+                    if script is None:  # pragma: no cover - uses_model guarantees a script
+                        raise _Failed(f"{where}: no scripted model")
+                    script.script(step.model)
+            if script is not None and script.unscripted:
+                raise _Failed(
+                    f"the brain asked the model {script.unscripted} more time(s) than the test "
+                    "scripted; add 'model' replies"
+                )
+            if script is not None and script.replies:
+                raise _Failed(
+                    f"{len(script.replies)} scripted model repl(ies) were never asked for"
+                )
             if call.actions.unmocked:
                 names = ", ".join(sorted(set(call.actions.unmocked)))
                 raise _Failed(f"HTTP action(s) {names} ran without a mock; add them to 'mocks'")
@@ -194,6 +271,9 @@ def _check_handoff(expected: HandoffExpectation | bool, packet: HandoffPacket | 
     if packet is None:
         return ["no handoff was made"]
     problems = []
+    for text in _texts(expected.summary):
+        if text.lower() not in packet.summary.lower():
+            problems.append(f"handoff summary {packet.summary!r} does not contain {text!r}")
     for key in ("queue", "priority", "reason"):
         wanted = getattr(expected, key)
         actual = getattr(packet, key)
@@ -212,3 +292,28 @@ def _same(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, int | float) and isinstance(wanted, int | float):
         return abs(float(actual) - float(wanted)) < 1e-9
     return str(actual).strip().lower() == str(wanted).strip().lower()
+
+
+def _check_model(
+    expected: ModelRequestExpectation, script: ScriptedModel | None, where: str
+) -> None:
+    request: RecordedRequest | None = script.last if script is not None else None
+    if request is None:
+        raise _Failed(f"{where}: the model was not asked anything")
+    problems = []
+    offered = request.tools
+    for tool in expected.tools:
+        if tool not in offered:
+            problems.append(f"tool {tool!r} was not offered (offered: {', '.join(offered)})")
+    for tool in expected.not_tools:
+        if tool in offered:
+            problems.append(f"tool {tool!r} was offered")
+    sent = request.text.lower()
+    for text in _texts(expected.contains):
+        if text.lower() not in sent:
+            problems.append(f"the request does not contain {text!r}")
+    for text in _texts(expected.not_contains):
+        if text.lower() in sent:
+            problems.append(f"the request contains {text!r}")
+    if problems:
+        raise _Failed(f"{where}: model request: " + "; ".join(problems))
