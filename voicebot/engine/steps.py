@@ -274,9 +274,12 @@ class StepRunner(FlowControl):
         if not reply.spoken:
             self.out.append(Say(reply.text))
         self.state.record("bot", reply.text, self.now)
-        self.state.last_prompt = reply.text
         if reply.grounded:
             self.note_sources(KnowledgeAnswered(reply.text, 1.0, reply.sources))
+        else:
+            # A question the model asked is what "repeat" repeats; an answer is not (after a
+            # side question in a collect, the collect's prompt is asked again).
+            self.state.last_prompt = reply.text
 
     def model_request(self, understood: Interpretation) -> bool:
         """A hand-off, an end or a failed assistant: done here, whatever the bot waited for."""

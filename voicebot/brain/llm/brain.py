@@ -75,7 +75,8 @@ class _Completion:
 
 @dataclass
 class TurnTiming:
-    """Where a turn's time went (for the overhead benchmark and the logs)."""
+    """Where the brain's latest turn's time went (diagnostics for the overhead benchmark; with
+    concurrent calls it describes whichever turn started last)."""
 
     model_ms: float = 0.0  # waiting on the model's HTTP stream before the first sentence
     first_sentence_at: float | None = None  # perf_counter() when the first sentence went out
@@ -147,7 +148,7 @@ class LlmBrain:
         system = prompt.system_prompt(self.bot, call, expect, now, self._open(now))
         ctx = prompt.conversation(call, system, caller_text=text)
         try:
-            understood = await self._converse(ctx, tools, expect, call, now, speak)
+            understood = await self._converse(ctx, tools, expect, call, now, speak, text)
         except ModelFailed as exc:
             return await self._fallback(exc, text, expect, call, now)
         return replace(understood, anger=anger, sentiment=score)
@@ -238,6 +239,7 @@ class LlmBrain:
         call: CallState,
         now: dt.datetime,
         speak: Speaker | None,
+        caller_text: str = "",
     ) -> Interpretation:
         offered = {t.name: t for t in tools}
         free = expect.kind in _FREE_SPEECH
@@ -270,7 +272,9 @@ class LlmBrain:
             for function_call in done.calls:
                 tool = offered.get(function_call.name)
                 if tool is None:
-                    self._refuse(call, Refusal(function_call.name, "not offered at this point"))
+                    self._refuse(
+                        call, Refusal(function_call.name, "not offered at this point"), now
+                    )
                     continue
                 args = self._arguments(function_call)
                 if tool.kind == "knowledge":
@@ -280,7 +284,7 @@ class LlmBrain:
             if follow is None or result.flow or result.request:
                 break
             function_call, question = follow
-            question = question or (call.last_caller_text or "")
+            question = question or caller_text
             passages_given = await self._passages(question, now)
             if not passages_given:
                 say(NO_ANSWER)
@@ -329,7 +333,7 @@ class LlmBrain:
         if tool.kind == "fill":
             parsed, refused = read_slots(tool, args, now=now.replace(tzinfo=None))
             for name in refused:
-                self._refuse(call, Refusal(f"{tool.name}.{name}", "not a slot asked for here"))
+                self._refuse(call, Refusal(f"{tool.name}.{name}", "not a slot asked for here"), now)
             current = parsed.pop(expect.slot_name or "", None)
             extra = {name: p.value for name, p in parsed.items() if p.ok}
             return replace(result, slot=current or result.slot, extra_slots=extra)
@@ -477,16 +481,12 @@ class LlmBrain:
             return replace(understood, request=ModelRequest("unavailable"))
         return understood
 
-    def _refuse(self, call: CallState, refusal: Refusal) -> None:
+    def _refuse(self, call: CallState, refusal: Refusal, now: dt.datetime) -> None:
         logger.warning(
             "model tool call refused",
             extra={"call_id": call.call_id, "tool": refusal.name, "reason": refusal.reason},
         )
-        call.record(
-            "event",
-            f"refused tool '{refusal.name}': {refusal.reason}",
-            dt.datetime.now(dt.UTC),
-        )
+        call.record("event", f"refused tool '{refusal.name}': {refusal.reason}", now)
 
     def _open(self, now: dt.datetime) -> bool:
         return is_open(self.bot.bot.hours, now.astimezone(bot_timezone(self.bot.bot)))
