@@ -363,3 +363,24 @@ async def test_malformed_stream_from_a_dead_port_falls_back(tmp_path: Path) -> N
         assert "account number" in reply.text
     finally:
         await runtime.aclose()
+
+
+def test_chat_command_talks_to_the_configured_model(
+    script: ScriptedModel, server: ScriptedModelServer
+) -> None:
+    from tests.test_cli import voicebot
+
+    script.script(
+        [
+            {"tool": "start_check_balance"},
+        ]
+    )
+    done = voicebot(
+        "chat",
+        stdin="how much is left on my bill\n",
+        env={"VOICEBOT_LLM_BASE_URL": server.base_url, "VOICEBOT_LLM_MODEL": "scripted-model"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"(brain: llm: scripted-model at {server.base_url}" in done.stderr
+    assert "account number" in done.stdout
+    assert script.last is not None and "how much is left on my bill" in script.last.text
