@@ -10,6 +10,7 @@ prompt only explains it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -339,7 +340,7 @@ def check_action_args(definition: ActionDef, args: dict[str, Any]) -> dict[str, 
 
 
 def read_slots(
-    tool: Tool, args: dict[str, Any], *, now: Any
+    tool: Tool, args: dict[str, Any], *, now: dt.datetime
 ) -> tuple[dict[str, ParseResult], list[str]]:
     """Run each value the model gave through the slot's own parser: the model proposes, the
     parsers (lengths, Luhn, dates) decide. Returns the parsed slots and the names refused."""
