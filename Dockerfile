@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VOICEBOT_DATA_DIR=/data
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates espeak-ng \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -12,7 +12,8 @@ if command -v apt-get >/dev/null 2>&1; then
   echo "== system packages"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    python3 python3-venv python3-pip ca-certificates >/dev/null
+    python3 python3-venv python3-pip ca-certificates \
+    espeak-ng sox chromium >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

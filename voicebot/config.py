@@ -109,6 +109,52 @@ class Settings(BaseSettings):
     agent_language: str = Field(
         default="English", description="The language handoff summaries are written in."
     )
+    # -- speech (the audio path) --
+    stt: Literal["auto", "vosk", "pocketsphinx"] = Field(
+        default="auto",
+        description="Speech recogniser. auto: Vosk when its model is on disk, else pocketsphinx "
+        "(offline, in the wheel) with a language model built from the flows.",
+    )
+    vosk_model: str = Field(
+        default="vosk-model-small-en-us-0.15",
+        description="A Vosk model: a name (fetched by `voicebot models download NAME`) or a "
+        "directory.",
+    )
+    models_dir: Path | None = Field(
+        default=None, description="Where downloaded Vosk models live (default: ~/.cache/vosk)."
+    )
+    tts: Literal["auto", "edge", "espeak"] = Field(
+        default="auto",
+        description="Speech synthesis. auto: edge-tts when Microsoft's service answers at "
+        "start-up, else espeak-ng (offline).",
+    )
+    tts_voice: str | None = Field(
+        default=None, description="A voice name overriding the flows' `bot.voice`."
+    )
+    tts_rate: str = Field(default="+0%", description="Speaking rate, edge-style: +10%, -5%.")
+    tts_pitch: str = Field(default="+0Hz", description="Pitch, edge-style: +0Hz, -20Hz.")
+    prompt_cache: bool = Field(
+        default=True, description="Synthesise the flows' fixed prompts at start-up."
+    )
+    vad_min_silence: float = Field(
+        default=0.4,
+        gt=0.05,
+        le=3.0,
+        description="Seconds of silence that end a caller utterance (silero VAD).",
+    )
+    endpointing_delay: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=5.0,
+        description="Seconds after the end of speech before the caller's turn is taken as "
+        "complete (counted from the end of speech, so it overlaps the VAD's silence).",
+    )
+    asr_decoders: int = Field(
+        default=2, ge=0, le=64, description="pocketsphinx decoders built at start-up."
+    )
+    max_calls: int = Field(
+        default=50, ge=1, description="Simultaneous softphone calls `voicebot serve` takes."
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="When set, the HTTP API's write endpoints need 'Authorization: Bearer <it>'.",

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from voicebot.cli.call import call_app
 from voicebot.cli.common import BotOption, settings_for, setup_logging
 from voicebot.cli.knowledge import knowledge_app
 from voicebot.config import Settings
@@ -28,6 +29,7 @@ models_app = typer.Typer(help="Models that voicebot runs locally.", no_args_is_h
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(models_app, name="models")
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(call_app, name="call")
 
 
 def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -197,14 +199,20 @@ def nlu_classify(bot: BotOption = None) -> None:
 
 @models_app.command("download")
 def models_download(
-    name: Annotated[str, typer.Argument(help="The model: 'embedder' (all-MiniLM-L6-v2, ONNX).")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="'embedder' (all-MiniLM-L6-v2, ONNX) or a Vosk speech model, e.g. "
+            "vosk-model-small-en-us-0.15 (see https://alphacephei.com/vosk/models)."
+        ),
+    ],
 ) -> None:
-    """Download a model once into the local cache (needs internet)."""
+    """Download a model once into the local cache (needs internet); checksums are verified."""
     from voicebot.nlu.model_download import DownloadError, download_embedder
 
     if name != "embedder":
-        typer.echo(f"unknown model {name!r}; known: embedder", err=True)
-        raise typer.Exit(2)
+        _download_vosk(name)
+        return
     existing = Settings().resolved_model_dir()
     if existing is not None:
         typer.echo(f"already present: {existing}")
@@ -224,6 +232,32 @@ def models_download(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     typer.echo(f"saved to {path}")
+
+
+def _download_vosk(name: str) -> None:
+    from voicebot.speech.models import DEFAULT_VOSK_DIR, DownloadError, download_vosk_model
+
+    if not name.startswith("vosk-model"):
+        typer.echo(
+            f"unknown model {name!r}; known: embedder, vosk-model-<name> (a Vosk model)", err=True
+        )
+        raise typer.Exit(2)
+    target = Settings().models_dir or DEFAULT_VOSK_DIR
+    with typer.progressbar(length=100, label=name) as bar:
+        shown = [0]
+
+        def progress(done: int, total: int | None) -> None:
+            if total:
+                percent = done * 100 // total
+                bar.update(percent - shown[0])
+                shown[0] = percent
+
+        try:
+            path = download_vosk_model(name, target, progress=progress)
+        except DownloadError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"saved to {path}; use it with VOICEBOT_VOSK_MODEL={name}")
 
 
 # --- chat -----------------------------------------------------------------------------------
@@ -256,21 +290,24 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
 ) -> None:
-    """Run the HTTP API (knowledge documents; OpenAPI docs at /docs)."""
+    """Run the HTTP API and the browser softphone (/phone; OpenAPI docs at /docs)."""
     import uvicorn
 
     from voicebot.api.app import create_app
 
     settings = settings_for(bot)
     setup_logging(settings)
-    runtime = _load_runtime(settings)  # refuses to start on flow errors, with their positions
     knowledge = _open_knowledge(settings)
-    api = create_app(settings, knowledge_service=knowledge)
+    # refuses to start on flow errors, with their positions
+    runtime = _load_runtime(settings, knowledge=knowledge)
+    api = create_app(settings, knowledge_service=knowledge, runtime=runtime)
     api.state.bot_name = runtime.loaded.definition.bot.name
     if knowledge is None:
         api.state.knowledge_error = "no embedding model (see `voicebot models download`)"
     typer.echo(
-        f"voicebot {runtime.loaded.definition.bot.name}: http://{host}:{port}/docs", err=True
+        f"voicebot {runtime.loaded.definition.bot.name}: http://{host}:{port}/docs, "
+        f"softphone at http://{host}:{port}/phone",
+        err=True,
     )
     uvicorn.run(api, host=host, port=port, log_config=None)
 

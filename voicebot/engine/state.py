@@ -85,6 +85,8 @@ class CallState:
     ended: bool = False
     disposition: str | None = None
     errors: int = 0
+    # per-turn latency on the audio path (end of caller speech to first bot audio, and parts)
+    timings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def flow(self) -> str | None:

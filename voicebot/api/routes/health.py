@@ -18,4 +18,10 @@ def health(request: Request) -> dict[str, Any]:
             knowledge = {"status": "ok", "passages": state.knowledge.store.count()}
         except Exception as exc:  # a Chroma server that went away after start-up
             knowledge = {"status": "unavailable", "detail": str(exc)}
-    return {"status": "ok", "bot": state.bot_name, "knowledge": knowledge}
+    speech = getattr(state, "speech", None)
+    audio: dict[str, Any] = (
+        {"status": "ok", **speech.labels, "calls": len(state.calls)}
+        if speech is not None
+        else {"status": "off", "detail": str(getattr(state, "speech_error", "") or "")}
+    )
+    return {"status": "ok", "bot": state.bot_name, "knowledge": knowledge, "audio": audio}

@@ -1,0 +1,154 @@
+"""Turn latency on the offline audio stack, and how many simultaneous calls stay real-time.
+
+Each simulated call is the example bot answering a caller recording (espeak-ng speech with
+pauses, paced in real time) through the full audio path: silero VAD, pocketsphinx, the flows,
+espeak-ng with the prompt cache. For every caller turn the call records the end of the
+caller's speech, when the turn was taken as complete (endpointing), and the first bot audio.
+
+    python benchmarks/audio_latency.py                # 1 call, then 5, 10, 20, 30 at once
+    python benchmarks/audio_latency.py --calls 1 20   # chosen concurrency levels
+
+A level passes ("ok") when every call stayed real-time (feeding its audio never fell more than
+100 ms behind the recording's pace) and processing after endpointing stayed under 300 ms at p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from voicebot.audio.files import AudioFile  # noqa: E402
+from voicebot.audio.simulation import simulate_call  # noqa: E402
+from voicebot.config import Settings  # noqa: E402
+from voicebot.runtime.bot import BotRuntime  # noqa: E402
+from voicebot.speech.stack import build_speech  # noqa: E402
+
+RATE = 16000
+REAL_TIME_SLACK_MS = 100.0
+# What the callers say: requests the example bot routes, with the pauses of a real call.
+SCRIPT = [
+    (5.0, "what is my balance"),
+    (5.0, "one two three four five six seven eight"),
+    (4.0, "my broadband is not working"),
+    (5.0, None),
+]
+
+
+def speak(text: str) -> np.ndarray:
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", text], capture_output=True, check=True
+    ).stdout
+    raw = subprocess.run(
+        [
+            "sox",
+            "-t",
+            "wav",
+            "-",
+            "-r",
+            str(RATE),
+            "-b",
+            "16",
+            "-c",
+            "1",
+            "-t",
+            "raw",
+            "-e",
+            "signed",
+            "-",
+        ],
+        input=wav,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, dtype=np.int16)
+
+
+def make_recording(path: Path) -> Path:
+    parts = []
+    for pause, text in SCRIPT:
+        parts.append(np.zeros(int(RATE * pause), dtype=np.int16))
+        if text:
+            parts.append(speak(text))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(np.concatenate(parts).tobytes())
+    return path
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_level(runtime, speech, recording: Path, calls: int) -> dict:
+    audio = AudioFile(recording)
+    started = time.perf_counter()
+    reports = await asyncio.gather(
+        *(
+            simulate_call(runtime, speech, audio, settle_seconds=0.5, max_tail_seconds=15)
+            for _ in range(calls)
+        )
+    )
+    wall = time.perf_counter() - started
+    turns = [t for r in reports for t in r["turns"] if t["kind"] == "speech" and t["total_ms"]]
+    endpointing = [t["endpointing_ms"] for t in turns]
+    processing = [t["processing_ms"] for t in turns]
+    total = [t["total_ms"] for t in turns]
+    # a call is real-time when its audio never fell behind the recording's pace
+    lag = max(r["max_feed_lag_ms"] for r in reports)
+    return {
+        "calls": calls,
+        "turns": len(turns),
+        "endpointing_p50_ms": statistics.median(endpointing) if turns else None,
+        "processing_p50_ms": statistics.median(processing) if turns else None,
+        "processing_p95_ms": pct(processing, 0.95) if turns else None,
+        "total_p50_ms": statistics.median(total) if turns else None,
+        "total_p95_ms": pct(total, 0.95) if turns else None,
+        "max_feed_lag_ms": lag,
+        "real_time": lag < REAL_TIME_SLACK_MS,
+        "ok": lag < REAL_TIME_SLACK_MS and bool(turns) and pct(processing, 0.95) < 300,
+        "wall_s": round(wall, 1),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, nargs="*", default=[1, 5, 10, 20, 30])
+    parser.add_argument("--json", type=Path, help="Write the results here too.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            bot_dir=REPO, data_dir=Path(tmp) / "data", tts="espeak", log_level="ERROR"
+        )
+        runtime = BotRuntime.load(settings)
+        speech = await build_speech(settings, runtime.loaded.definition)
+        await speech.prefill()
+        recording = make_recording(Path(tmp) / "caller.wav")
+        results = []
+        for calls in args.calls:
+            result = await run_level(runtime, speech, recording, calls)
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        await speech.aclose()
+        await runtime.aclose()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

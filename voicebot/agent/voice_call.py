@@ -1,0 +1,401 @@
+"""A call on audio: the flows' agent in a livekit-agents ``AgentSession`` with VAD, ASR and TTS.
+
+The session does the real-time work (voice activity, endpointing, interruptions, sentence
+streaming to TTS). This adds what a phone call needs on top:
+
+- keypad: in-band tones detected in the caller's audio and out-of-band presses, gathered per
+  the step's rules and handed to the engine;
+- ``barge_in: false``: a reply holding such a line cannot be interrupted;
+- no-input: after the bot finishes speaking, the step's ``no_input_timeout`` of caller silence
+  becomes the engine's no-input event;
+- the end of the call once a goodbye or handoff announcement has played;
+- per-turn timings, from the end of the caller's speech to the first bot audio, with the parts
+  in between, logged and kept on the call record.
+
+The transport (a WAV simulation, the browser softphone, a LiveKit room) only supplies an
+``io.AudioInput`` and ``io.AudioOutput``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livekit.agents import AgentSession, llm
+from livekit.agents.voice import SpeechHandle, io
+from livekit.agents.voice.events import (
+    AgentStateChangedEvent,
+    CloseEvent,
+    ConversationItemAddedEvent,
+    UserInputTranscribedEvent,
+    UserStateChangedEvent,
+)
+
+from voicebot.agent.flow_agent import FlowAgent
+from voicebot.agent.keypad import InbandDtmfInput, KeypadCollector
+from voicebot.engine.events import Listen
+from voicebot.handoff.packet import CallerInfo
+from voicebot.runtime.call import LineSink, Reply
+from voicebot.speech.stack import SpeechStack
+
+logger = logging.getLogger("voicebot.call.audio")
+
+# After the last line of a goodbye or handoff has played, the line stays open this long.
+_HANGUP_AFTER = 0.3
+
+CallEvent = dict[str, Any]
+
+
+@dataclass
+class TurnTiming:
+    """One bot answer on the call's clock (``time.time()`` seconds); ms figures derived."""
+
+    kind: str  # "speech" (the caller spoke), "keys", "silence", "start"
+    started: float  # end of caller speech, key press, or no-input timeout
+    transcript_at: float | None = None
+    committed_at: float | None = None  # the turn was taken as complete
+    brain_started: float | None = None
+    brain_done: float | None = None
+    tts_first_byte_ms: float | None = None
+    first_audio_at: float | None = None
+    caller_text: str = ""  # masked, as the call's transcript holds it
+
+    def report(self) -> dict[str, Any]:
+        def ms(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else round((b - a) * 1000, 1)
+
+        after = self.committed_at or self.started
+        return {
+            "kind": self.kind,
+            "caller": self.caller_text,
+            "endpointing_ms": ms(self.started, self.committed_at),
+            "asr_ms": ms(self.started, self.transcript_at),
+            "brain_ms": ms(self.brain_started, self.brain_done),
+            "tts_first_byte_ms": (
+                round(self.tts_first_byte_ms, 1) if self.tts_first_byte_ms is not None else None
+            ),
+            "processing_ms": ms(after, self.first_audio_at),
+            "total_ms": ms(self.started, self.first_audio_at),
+        }
+
+
+class VoiceAgent(FlowAgent):
+    """The flows' agent, telling its call about each reply as it is made."""
+
+    def __init__(self, voice_call: VoiceCall) -> None:
+        super().__init__(voice_call.call)
+        self._voice_call = voice_call
+
+    async def next_reply(self, chat_ctx: llm.ChatContext, on_line: LineSink | None = None) -> Reply:
+        started = time.time()
+        reply = await super().next_reply(chat_ctx, on_line)
+        self._voice_call._replied(reply, started, time.time(), _current_speech(self))
+        return reply
+
+
+def _current_speech(agent: FlowAgent) -> SpeechHandle | None:
+    # The speech this reply belongs to: livekit keeps it in a context variable for the
+    # duration of a generation (its function tools read it the same way).
+    from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
+
+    handle = _SpeechHandleContextVar.get(None)
+    if handle is None:
+        with contextlib.suppress(RuntimeError):
+            handle = agent.session.current_speech
+    return handle
+
+
+class VoiceCall:
+    """One caller on one audio transport."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        speech: SpeechStack,
+        audio_in: io.AudioInput,
+        audio_out: io.AudioOutput,
+        *,
+        caller: CallerInfo | None = None,
+        call_id: str | None = None,
+        on_event: Callable[[CallEvent], None] | None = None,
+        inband_dtmf: bool = True,
+        aec_warmup: float | None = None,
+    ) -> None:
+        self.call = runtime.new_call(caller=caller, call_id=call_id)
+        self.speech = speech
+        self.timings: list[TurnTiming] = []
+        self._on_event = on_event
+        self._ended = asyncio.Event()
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply_generation = 0
+        self._listen: Listen | None = None
+        self._no_input: asyncio.TimerHandle | None = None
+        self._open_turn: TurnTiming | None = None
+        self._last_brain: tuple[float, float] | None = None
+        self.keypad = KeypadCollector(self._keys_ready)
+        self.agent = VoiceAgent(self)
+        settings = runtime.settings
+        self.session: AgentSession[None] = AgentSession(
+            stt=speech.stt,
+            vad=speech.vad,
+            tts=speech.tts,
+            turn_handling={
+                "turn_detection": "vad",
+                "endpointing": {
+                    "mode": "fixed",
+                    "min_delay": settings.endpointing_delay,
+                    "max_delay": max(3.0, settings.endpointing_delay),
+                },
+                "interruption": {
+                    "enabled": True,
+                    "mode": "vad",
+                    "min_duration": 0.4,
+                    "resume_false_interruption": False,
+                    "false_interruption_timeout": None,
+                },
+                # replies run the flows (webhooks, slot filling): never on a guess
+                "preemptive_generation": {"enabled": False},
+            },
+            user_away_timeout=None,
+            # livekit ignores barge-in for the first seconds of a call while an echo canceller
+            # settles; local transports carry no echo (the browser cancels its own), and a
+            # caller who talks over the greeting must be heard
+            aec_warmup_duration=aec_warmup,
+        )
+        self.session.input.audio = (
+            InbandDtmfInput(audio_in, self.keypad.press) if inband_dtmf else audio_in
+        )
+        self.session.output.audio = audio_out
+        self.session.on("user_input_transcribed", self._on_transcribed)
+        self.session.on("conversation_item_added", self._on_item)
+        self.session.on("agent_state_changed", self._on_agent_state)
+        self.session.on("user_state_changed", self._on_user_state)
+        self.session.on("close", self._on_close)
+        audio_out.on("playback_started", self._on_playback_started)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.session.start(self.agent, record=False)
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def aclose(self, reason: str = "closed") -> None:
+        """End the call now (the caller hung up, or the server stops)."""
+        if self._closing:
+            await self._ended.wait()
+            return
+        self._closing = True
+        self._cancel_no_input()
+        self.keypad.close()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:  # the hangup after a goodbye closes the call from a task
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self.session.aclose()
+        if not self._ended.is_set():
+            self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self._emit({"type": "ended", "reason": reason, "handoff": self._handoff_summary()})
+
+    def _handoff_summary(self) -> dict[str, Any] | None:
+        packet = self.call.state.handoff
+        if packet is None:
+            return None
+        return {"queue": packet.queue, "reason": packet.reason, "handoff_id": packet.id}
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- keypad -------------------------------------------------------------------------------
+
+    def press_keys(self, keys: str) -> None:
+        """Key presses that arrived out of band (the softphone's keypad, SIP DTMF)."""
+        self.keypad.press(keys)
+
+    def _keys_ready(self, digits: str) -> None:
+        if self._closing or self.ended:
+            return
+        self._cancel_no_input()
+        self._open_turn = TurnTiming(kind="keys", started=time.time(), committed_at=time.time())
+        self._emit({"type": "keys", "digits": "*" * len(digits)})
+        self.agent.press_keys(digits)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def _replied(
+        self, reply: Reply, started: float, done: float, handle: SpeechHandle | None
+    ) -> None:
+        self._reply_generation += 1
+        generation = self._reply_generation
+        self._cancel_no_input()
+        self.keypad.expect(reply.listen)
+        self._listen = reply.listen
+        self._last_brain = (started, done)
+        turn = self._open_turn
+        if handle is not None and any(not line.barge_in for line in reply.lines):
+            with contextlib.suppress(RuntimeError):
+                handle.allow_interruptions = False
+        if not reply.lines and turn is not None and turn.first_audio_at is None:
+            self._open_turn = None  # nothing to say: no latency to measure
+        self._spawn(self._after_playout(handle, reply, generation))
+
+    async def _after_playout(
+        self, handle: SpeechHandle | None, reply: Reply, generation: int
+    ) -> None:
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                await handle.wait_for_playout()
+        if generation != self._reply_generation:
+            return
+        if reply.ended or self.call.ended:
+            await asyncio.sleep(_HANGUP_AFTER)
+            reason = "handoff" if reply.handoff is not None else "hangup"
+            self._spawn(self.aclose(reason))
+            return
+        self._arm_no_input()
+
+    # -- no input -----------------------------------------------------------------------------
+
+    def _arm_no_input(self) -> None:
+        self._cancel_no_input()
+        listen = self._listen
+        if listen is None or self._closing or self.session.user_state == "speaking":
+            return
+        generation = self._reply_generation
+        loop = asyncio.get_running_loop()
+        self._no_input = loop.call_later(listen.timeout, self._no_input_fired, generation, listen)
+
+    def _cancel_no_input(self) -> None:
+        if self._no_input is not None:
+            self._no_input.cancel()
+            self._no_input = None
+
+    def _no_input_fired(self, generation: int, listen: Listen) -> None:
+        self._no_input = None
+        if generation != self._reply_generation or self._closing or self.keypad.buffered:
+            return
+        self._open_turn = TurnTiming(kind="silence", started=time.time(), committed_at=time.time())
+        self.agent.caller_silent(listen.timeout)
+
+    # -- session events -----------------------------------------------------------------------
+
+    def _on_user_state(self, event: UserStateChangedEvent) -> None:
+        if event.new_state == "speaking":
+            self._cancel_no_input()
+        elif event.old_state == "speaking" and self.session.agent_state == "listening":
+            # speech that came to nothing (a cough, a word the recogniser dropped) must not
+            # leave the caller without a no-input reprompt
+            self._arm_no_input()
+        self._emit({"type": "caller_state", "state": event.new_state})
+
+    def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
+        self._emit({"type": "bot_state", "state": event.new_state})
+
+    def _on_transcribed(self, event: UserInputTranscribedEvent) -> None:
+        self._emit({"type": "caller", "text": event.transcript, "final": event.is_final})
+        turn = self._open_turn
+        if event.is_final and event.transcript and turn is not None and turn.transcript_at is None:
+            turn.transcript_at = time.time()
+
+    def _on_item(self, event: ConversationItemAddedEvent) -> None:
+        item = event.item
+        if not isinstance(item, llm.ChatMessage):
+            return
+        metrics = item.metrics
+        if item.role == "user" and "stopped_speaking_at" in metrics:
+            # livekit's own measurements of the caller's turn, taken when it was committed
+            ended = metrics["stopped_speaking_at"]
+            self._open_turn = TurnTiming(
+                kind="speech",
+                started=ended,
+                transcript_at=ended + metrics.get("transcription_delay", 0.0),
+                committed_at=ended + metrics.get("end_of_turn_delay", 0.0),
+            )
+        elif item.role == "assistant":
+            if "tts_node_ttfb" in metrics and self.timings:
+                # known only once the reply has played; it completes the turn's record
+                last = self.timings[-1]
+                if last.tts_first_byte_ms is None:
+                    last.tts_first_byte_ms = metrics["tts_node_ttfb"] * 1000
+                    if self.call.state.timings:
+                        self.call.state.timings[-1].update(last.report())
+            if item.text_content:
+                self._emit(
+                    {"type": "bot", "text": item.text_content, "interrupted": item.interrupted}
+                )
+
+    def _on_playback_started(self, event: io.PlaybackStartedEvent) -> None:
+        turn = self._open_turn
+        if turn is None:
+            if not self.timings:
+                turn = TurnTiming(kind="start", started=event.created_at)
+            else:
+                return
+        self._open_turn = None
+        turn.first_audio_at = event.created_at
+        if self._last_brain is not None and self._last_brain[0] >= turn.started - 0.001:
+            # the engine's work for this turn (the user message may be logged after it ran)
+            turn.brain_started, turn.brain_done = self._last_brain
+        turn.caller_text = self._last_caller_line() if turn.kind == "speech" else ""
+        self.timings.append(turn)
+        report = turn.report()
+        logger.info(
+            "turn timing",
+            extra={
+                "call_id": self.call.state.call_id,
+                **{k: v for k, v in report.items() if k != "caller"},
+            },
+        )
+        self.call.state.timings.append(report)
+        self._emit({"type": "timing", **report})
+
+    def _last_caller_line(self) -> str:
+        for line in reversed(self.call.state.transcript):
+            if line.role == "caller":
+                return str(line.text)
+        return ""
+
+    def _on_close(self, event: CloseEvent) -> None:
+        if event.error is not None:
+            logger.warning(
+                "the audio session closed on an error",
+                extra={"call_id": self.call.state.call_id, "detail": str(event.error)},
+            )
+        self._finish("error" if event.error is not None else "closed")
+
+    def _emit(self, event: CallEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.warning("a call event listener failed", exc_info=True)
+
+    def report(self) -> dict[str, Any]:
+        state = self.call.state
+        return {
+            "call_id": state.call_id,
+            "speech": self.speech.labels,
+            "transcript": [{"role": line.role, "text": line.text} for line in state.transcript],
+            "turns": [t.report() for t in self.timings],
+            "ended": self.ended,
+        }

@@ -1,0 +1,199 @@
+"""The browser softphone: a page at ``/phone`` and the call's audio over ``/phone/ws``.
+
+Wire protocol (docs/audio.md has it in full): the browser sends its microphone as binary
+16-bit little-endian mono PCM at 16 kHz and JSON text messages (``dtmf``, ``hangup``); the
+server sends the bot's audio the same way, at playback pace, and JSON events (``ready``,
+``caller`` and ``bot`` transcript lines, states, ``clear`` on barge-in, ``timing``, ``ended``,
+``error``). A bad message gets an ``error`` event and is dropped; the call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+from starlette.websockets import WebSocketState
+
+from voicebot.agent.voice_call import VoiceCall
+from voicebot.audio.files import CALL_SAMPLE_RATE
+from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
+from voicebot.handoff.packet import CallerInfo
+
+logger = logging.getLogger("voicebot.api.phone")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "phone"
+# One message of caller audio: a browser sends 20-40 ms; a second is plenty of slack.
+MAX_AUDIO_MESSAGE = CALL_SAMPLE_RATE * 2
+MAX_TEXT_MESSAGE = 4096
+_DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
+_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+
+router = APIRouter(tags=["softphone"])
+
+
+@router.get("/phone", include_in_schema=False)
+def phone_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """Browsers send Origin: a page from another site must not open calls here."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (a test client, a load generator)
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+@router.websocket("/phone/ws")
+async def phone_socket(websocket: WebSocket, caller: str | None = None) -> None:
+    app = websocket.app
+    if not _same_origin(websocket):
+        await websocket.close(code=1008, reason="cross-origin softphone connections are refused")
+        return
+    await websocket.accept()
+    runtime, speech = getattr(app.state, "runtime", None), getattr(app.state, "speech", None)
+    if runtime is None or speech is None:
+        detail = str(getattr(app.state, "speech_error", None) or "the audio path is not loaded")
+        await websocket.send_json({"type": "error", "message": detail})
+        await websocket.close(code=1011)
+        return
+    calls: set[Any] = app.state.calls
+    if len(calls) >= runtime.settings.max_calls:
+        await websocket.send_json({"type": "error", "message": "too many calls in progress"})
+        await websocket.close(code=1013)
+        return
+    await _run_call(websocket, runtime, speech, calls, caller)
+
+
+async def _run_call(
+    websocket: WebSocket, runtime: Any, speech: Any, calls: set[Any], caller: str | None
+) -> None:
+    outbox: asyncio.Queue[bytes | dict[str, Any] | None] = asyncio.Queue()
+    audio_in = QueueAudioInput(label="softphone", sample_rate=CALL_SAMPLE_RATE)
+    audio_out = PacedAudioOutput(
+        label="softphone",
+        sample_rate=CALL_SAMPLE_RATE,
+        deliver=outbox.put_nowait,
+        on_clear=lambda: outbox.put_nowait({"type": "clear"}),
+    )
+    number = caller if caller and _NUMBER.match(caller) else None
+    call = VoiceCall(
+        runtime,
+        speech,
+        audio_in,
+        audio_out,
+        caller=CallerInfo(number=number),
+        on_event=outbox.put_nowait,
+    )
+    calls.add(call)
+    sender = asyncio.create_task(_send_all(websocket, outbox), name="phone-sender")
+    receiver: asyncio.Task[None] | None = None
+    try:
+        outbox.put_nowait(
+            {
+                "type": "ready",
+                "call_id": call.call.state.call_id,
+                "sample_rate": CALL_SAMPLE_RATE,
+                "bot": runtime.loaded.definition.bot.name,
+            }
+        )
+        await call.start()
+        receiver = asyncio.create_task(_receive_all(websocket, call, audio_in, outbox))
+        ended = asyncio.create_task(call.wait_ended())
+        await asyncio.wait({receiver, ended}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+    except Exception:
+        logger.exception("softphone call failed", extra={"call_id": call.call.state.call_id})
+        outbox.put_nowait({"type": "error", "message": "the call failed; please call again"})
+    finally:
+        if receiver is not None:
+            receiver.cancel()
+        audio_in.close()
+        await call.aclose("caller hung up")
+        await audio_out.aclose()
+        calls.discard(call)
+        outbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sender, timeout=2)
+        sender.cancel()
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+
+async def _send_all(
+    websocket: WebSocket, outbox: asyncio.Queue[bytes | dict[str, Any] | None]
+) -> None:
+    while True:
+        item = await outbox.get()
+        if item is None:
+            return
+        try:
+            if isinstance(item, bytes):
+                await websocket.send_bytes(item)
+            else:
+                await websocket.send_text(json.dumps(item))
+        except (WebSocketDisconnect, RuntimeError):
+            return  # the browser went away; the receiver ends the call
+
+
+async def _receive_all(
+    websocket: WebSocket,
+    call: VoiceCall,
+    audio_in: QueueAudioInput,
+    outbox: asyncio.Queue[bytes | dict[str, Any] | None],
+) -> None:
+    def error(message: str) -> None:
+        outbox.put_nowait({"type": "error", "message": message})
+
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message.get("type") == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > MAX_AUDIO_MESSAGE:
+                error(f"audio messages are at most {MAX_AUDIO_MESSAGE} bytes; this one was dropped")
+            elif len(data) % 2:
+                error("audio must be 16-bit PCM (an even number of bytes); this one was dropped")
+            else:
+                audio_in.push(data)
+            continue
+        text = message.get("text") or ""
+        if len(text) > MAX_TEXT_MESSAGE:
+            error("text messages are at most 4096 characters")
+            continue
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            error('text messages must be JSON, e.g. {"type": "dtmf", "digits": "1"}')
+            continue
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "dtmf":
+            digits = str(payload.get("digits", ""))
+            if _DIGITS.match(digits):
+                call.press_keys(digits)
+            else:
+                error("dtmf digits must be 0-9, *, # or A-D")
+        elif kind == "hangup":
+            return
+        else:
+            error(f"unknown message type {kind!r}; expected 'dtmf' or 'hangup'")
+
+
+def mount_static(app: Any) -> None:
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/phone/static", StaticFiles(directory=STATIC_DIR), name="phone-static")
