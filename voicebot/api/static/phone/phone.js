@@ -285,6 +285,7 @@
       mute.gain.value = 0;
       source.connect(capture).connect(mute).connect(audio.destination);
       capture.port.onmessage = (event) => {
+        if (call !== forCall) return; // a chunk still in flight as the call ended
         sendAudio(forCall, event.data.pcm);
         showLevel(event.data.level);
       };
