@@ -18,14 +18,10 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -35,8 +31,8 @@ from voicebot.audio.simulation import simulate_call  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
 from voicebot.runtime.bot import BotRuntime  # noqa: E402
 from voicebot.speech.stack import build_speech  # noqa: E402
+from voicebot.testing.callers import silence, speak, write_wav  # noqa: E402
 
-RATE = 16000
 REAL_TIME_SLACK_MS = 100.0
 # What the callers say: requests the example bot routes, with the pauses of a real call.
 SCRIPT = [
@@ -47,47 +43,13 @@ SCRIPT = [
 ]
 
 
-def speak(text: str) -> np.ndarray:
-    wav = subprocess.run(
-        ["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", text], capture_output=True, check=True
-    ).stdout
-    raw = subprocess.run(
-        [
-            "sox",
-            "-t",
-            "wav",
-            "-",
-            "-r",
-            str(RATE),
-            "-b",
-            "16",
-            "-c",
-            "1",
-            "-t",
-            "raw",
-            "-e",
-            "signed",
-            "-",
-        ],
-        input=wav,
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(raw, dtype=np.int16)
-
-
 def make_recording(path: Path) -> Path:
     parts = []
     for pause, text in SCRIPT:
-        parts.append(np.zeros(int(RATE * pause), dtype=np.int16))
+        parts.append(silence(pause))
         if text:
             parts.append(speak(text))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(np.concatenate(parts).tobytes())
-    return path
+    return write_wav(path, *parts)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -1,0 +1,62 @@
+"""Synthetic callers: speech from espeak-ng, keypad tones, silence and noise, as 16 kHz PCM.
+
+Used by the audio tests and the audio benchmark to build caller recordings at run time, so what
+a test's caller says is written in the test.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+from livekit import rtc
+from numpy.typing import NDArray
+
+from voicebot.audio.files import CALL_SAMPLE_RATE as RATE
+from voicebot.speech.dtmf import dtmf_tones
+
+Samples = NDArray[np.int16]
+
+
+def speak(text: str, *, rate: int = 140, voice: str = "en-us") -> Samples:
+    """``text`` spoken by espeak-ng, as 16 kHz 16-bit mono samples."""
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(rate), "--stdout", text],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with wave.open(io.BytesIO(wav)) as source:
+        source_rate = source.getframerate()
+        pcm = source.readframes(source.getnframes())
+    if source_rate == RATE:
+        return np.frombuffer(pcm, dtype=np.int16)
+    frame = rtc.AudioFrame(pcm, source_rate, 1, len(pcm) // 2)
+    resampler = rtc.AudioResampler(source_rate, RATE, quality=rtc.AudioResamplerQuality.HIGH)
+    frames = [*resampler.push(frame), *resampler.flush()]
+    return np.frombuffer(b"".join(bytes(f.data) for f in frames), dtype=np.int16)
+
+
+def silence(seconds: float) -> Samples:
+    return np.zeros(int(RATE * seconds), dtype=np.int16)
+
+
+def noise(seconds: float, level: float = 0.05, seed: int = 7) -> Samples:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(RATE * seconds)) * level * 32767).astype(np.int16)
+
+
+def keys(digits: str) -> Samples:
+    return dtmf_tones(digits, RATE, tone_ms=120, gap_ms=80)
+
+
+def write_wav(path: Path, *parts: Samples, rate: int = RATE) -> Path:
+    samples = np.concatenate(parts).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
