@@ -7,6 +7,11 @@ caller's speech, when the turn was taken as complete (endpointing), and the firs
 
     python benchmarks/audio_latency.py                # 1 call, then 5, 10, 20, 30 at once
     python benchmarks/audio_latency.py --calls 1 20   # chosen concurrency levels
+    python benchmarks/audio_latency.py --stagger 0    # every caller speaks at the same moment
+
+Calls start spread over ``--stagger`` seconds (default 5, about one caller turn), as calls
+arriving at random would be; with 0 they start together, so every caller finishes speaking at
+the same instant and the utterances queue for the decoders (the worst case for endpointing).
 
 A level passes ("ok") when every call stayed real-time (feeding its audio never fell more than
 100 ms behind the recording's pace) and processing after endpointing stayed under 300 ms at p95.
@@ -57,15 +62,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_level(runtime, speech, recording: Path, calls: int) -> dict:
+async def run_level(runtime, speech, recording: Path, calls: int, stagger: float) -> dict:
     audio = AudioFile(recording)
     started = time.perf_counter()
-    reports = await asyncio.gather(
-        *(
-            simulate_call(runtime, speech, audio, settle_seconds=0.5, max_tail_seconds=15)
-            for _ in range(calls)
-        )
-    )
+
+    async def one(index: int) -> dict:
+        await asyncio.sleep(index * stagger / calls)
+        return await simulate_call(runtime, speech, audio, settle_seconds=0.5, max_tail_seconds=15)
+
+    reports = await asyncio.gather(*(one(i) for i in range(calls)))
     wall = time.perf_counter() - started
     turns = [t for r in reports for t in r["turns"] if t["kind"] == "speech" and t["total_ms"]]
     endpointing = [t["endpointing_ms"] for t in turns]
@@ -75,7 +80,9 @@ async def run_level(runtime, speech, recording: Path, calls: int) -> dict:
     lag = max(r["max_feed_lag_ms"] for r in reports)
     return {
         "calls": calls,
+        "stagger_s": stagger,
         "turns": len(turns),
+        "expected_turns": calls * sum(1 for _, text in SCRIPT if text),
         "endpointing_p50_ms": statistics.median(endpointing) if turns else None,
         "processing_p50_ms": statistics.median(processing) if turns else None,
         "processing_p95_ms": pct(processing, 0.95) if turns else None,
@@ -91,6 +98,9 @@ async def run_level(runtime, speech, recording: Path, calls: int) -> dict:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, nargs="*", default=[1, 5, 10, 20, 30])
+    parser.add_argument(
+        "--stagger", type=float, default=5.0, help="Spread call starts over this many seconds."
+    )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +113,7 @@ async def main() -> None:
         recording = make_recording(Path(tmp) / "caller.wav")
         results = []
         for calls in args.calls:
-            result = await run_level(runtime, speech, recording, calls)
+            result = await run_level(runtime, speech, recording, calls, args.stagger)
             results.append(result)
             print(json.dumps(result), flush=True)
         await speech.aclose()

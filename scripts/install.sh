@@ -13,7 +13,7 @@ if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-pip ca-certificates \
-    espeak-ng sox chromium >/dev/null
+    espeak-ng sox chromium festival festvox-us-slt-hts >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -94,3 +94,33 @@ flows:
     [outcome] = await ConversationTestRunner(runtime).run_all()
     assert not outcome.passed
     assert outcome.failure == "HTTP action(s) hook ran without a mock; add them to 'mocks'"
+
+
+async def test_retries_run_a_failed_test_again_and_flag_it_flaky(
+    example_runtime: BotRuntime,
+) -> None:
+    from typing import ClassVar
+
+    from voicebot.flows.schema import ConversationTest
+    from voicebot.testing.runner import TestOutcome
+
+    class OnceFailing(ConversationTestRunner):
+        """Fails each test's first call, as a recogniser mishearing a line once would."""
+
+        calls: ClassVar[dict[str, int]] = {}
+
+        async def run(self, test: ConversationTest, position: object = None) -> TestOutcome:
+            self.calls[test.name] = self.calls.get(test.name, 0) + 1
+            outcome = await super().run(test, None)
+            if self.calls[test.name] == 1:
+                outcome.passed, outcome.failure = False, "step 1: misheard"
+            return outcome
+
+    test = ConversationTest.model_validate(
+        {"name": "greeting", "steps": [{"bot": {"contains": "How can I help"}}]}
+    )
+    [flaky] = await OnceFailing(example_runtime).run_all([(test, None)], retries=1)
+    assert flaky.passed and flaky.attempts == 2 and flaky.first_failure == "step 1: misheard"
+    OnceFailing.calls.clear()
+    [failed] = await OnceFailing(example_runtime).run_all([(test, None)], retries=0)
+    assert not failed.passed and failed.attempts == 1 and failed.first_failure is None

@@ -150,7 +150,10 @@ class Settings(BaseSettings):
         "complete (counted from the end of speech, so it overlaps the VAD's silence).",
     )
     asr_decoders: int = Field(
-        default=2, ge=0, le=64, description="pocketsphinx decoders built at start-up."
+        default=2,
+        ge=1,
+        le=64,
+        description="pocketsphinx decoder processes (utterances decoded at once).",
     )
     max_calls: int = Field(
         default=50, ge=1, description="Simultaneous softphone calls `voicebot serve` takes."

@@ -212,6 +212,19 @@ def test_quiet_tones_are_ignored() -> None:
     assert heard(-42) == ""
 
 
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_weakest_tones_after_silence_are_heard_in_call_sized_frames(rate: int) -> None:
+    """Quiet stretches skip the spectra; a tone just above the minimum level that starts
+    anywhere in a 20 ms frame after them must still be heard."""
+    for offset_ms in (0, 3, 7, 13, 19):
+        audio = pcm(
+            gap(rate, 400 + offset_ms),
+            tone("5", rate, 60, level=10 ** (-35 / 20)),
+            gap(rate, 200),
+        )
+        assert keys(detect(audio, rate, chunk=rate // 50)) == "5", offset_ms
+
+
 def test_a_dc_offset_does_not_hide_a_key() -> None:
     rate = 8000
     audio = np.concatenate([gap(rate, 50), tone("3", rate, 100), gap(rate, 100)]) + 0.2

@@ -24,7 +24,8 @@ class TextTurn:
 
     lines: list[str]
     reply: Reply
-    latency_ms: float
+    latency_ms: float | None  # None: the bot said nothing to measure
+    heard: str | None = None  # on audio: what the recogniser made of the caller
 
     @property
     def text(self) -> str:

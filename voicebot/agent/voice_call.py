@@ -40,7 +40,7 @@ from voicebot.agent.flow_agent import FlowAgent
 from voicebot.agent.keypad import InbandDtmfInput, KeypadCollector
 from voicebot.engine.events import Listen
 from voicebot.handoff.packet import CallerInfo
-from voicebot.runtime.call import LineSink, Reply
+from voicebot.runtime.call import CallRuntime, LineSink, Reply
 from voicebot.speech.stack import SpeechStack
 
 logger = logging.getLogger("voicebot.call.audio")
@@ -125,8 +125,10 @@ class VoiceCall:
         on_event: Callable[[CallEvent], None] | None = None,
         inband_dtmf: bool = True,
         aec_warmup: float | None = None,
+        call: CallRuntime | None = None,
     ) -> None:
-        self.call = runtime.new_call(caller=caller, call_id=call_id)
+        # ``call``: one already set up (conversation tests bring their mocks and clock)
+        self.call = call if call is not None else runtime.new_call(caller=caller, call_id=call_id)
         self.speech = speech
         self.timings: list[TurnTiming] = []
         self._on_event = on_event
@@ -141,10 +143,11 @@ class VoiceCall:
         self.keypad = KeypadCollector(self._keys_ready)
         self.agent = VoiceAgent(self)
         settings = runtime.settings
+        self.plugins = plugins = speech.for_call()
         self.session: AgentSession[None] = AgentSession(
-            stt=speech.stt,
-            vad=speech.vad,
-            tts=speech.tts,
+            stt=plugins.stt,
+            vad=plugins.vad,
+            tts=plugins.tts,
             turn_handling={
                 "turn_detection": "vad",
                 "endpointing": {

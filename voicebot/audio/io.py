@@ -74,7 +74,8 @@ class PacedAudioOutput(io.AudioOutput):
     """The bot's audio, released in real time to ``deliver`` (16-bit mono PCM chunks).
 
     ``on_first_audio`` is called with ``time.time()`` when a segment's first audio goes out:
-    the per-turn latency is measured up to that moment.
+    the per-turn latency is measured up to that moment. ``speed`` above 1 plays faster than
+    real time (conversation tests on audio, which need the order of events, not the wait).
     """
 
     def __init__(
@@ -85,7 +86,10 @@ class PacedAudioOutput(io.AudioOutput):
         deliver: Deliver,
         on_clear: Callable[[], None] | None = None,
         on_first_audio: Callable[[float], None] | None = None,
+        speed: float = 1.0,
     ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
         super().__init__(
             label=label,
             capabilities=io.AudioOutputCapabilities(pause=False),
@@ -94,6 +98,7 @@ class PacedAudioOutput(io.AudioOutput):
         self._deliver = deliver
         self._on_clear = on_clear
         self._on_first_audio = on_first_audio
+        self._speed = speed
         self._items: deque[tuple[int, rtc.AudioFrame | object]] = deque()
         self._segment = 0  # items carry their segment, so a cleared one never leaks into the next
         self._wake = asyncio.Event()
@@ -129,7 +134,11 @@ class PacedAudioOutput(io.AudioOutput):
     def clear_buffer(self) -> None:
         self._items.clear()
         if self._segment_open:
-            elapsed = time.monotonic() - self._segment_start if self._segment_start else 0.0
+            elapsed = (
+                (time.monotonic() - self._segment_start) * self._speed
+                if self._segment_start
+                else 0.0
+            )
             played = min(self._played, max(0.0, elapsed))
             self._segment_open = False
             if self._on_clear is not None:
@@ -147,7 +156,7 @@ class PacedAudioOutput(io.AudioOutput):
                 continue
             if item is _END:
                 # the last frame has been released; it finishes playing this much later
-                remaining = self._segment_start + self._played - time.monotonic()
+                remaining = self._segment_start + self._played / self._speed - time.monotonic()
                 if remaining > 0:
                     await asyncio.sleep(remaining)
                 if self._segment_open and segment == self._segment:
@@ -162,7 +171,7 @@ class PacedAudioOutput(io.AudioOutput):
                 self.on_playback_started(created_at=started)
                 if self._on_first_audio is not None:
                     self._on_first_audio(started)
-            due = self._segment_start + self._played - _LOOKAHEAD
+            due = self._segment_start + self._played / self._speed - _LOOKAHEAD
             if due > now:
                 await asyncio.sleep(due - now)
                 if not self._segment_open or segment != self._segment:

@@ -99,11 +99,44 @@ def flows_test(
     name: Annotated[
         str | None, typer.Option("-k", "--name", help="Only tests whose name contains this.")
     ] = None,
+    audio: Annotated[
+        bool,
+        typer.Option(
+            "--audio",
+            help="Run each test through the audio path: the caller's lines spoken by espeak-ng, "
+            "then VAD, the recogniser and TTS; 'within_ms' budgets apply and 'text_only' tests "
+            "are skipped.",
+        ),
+    ] = False,
+    voice: Annotated[
+        str | None,
+        typer.Option(
+            "--voice",
+            help="The test caller's voice (with --audio): an espeak-ng voice such as en-gb, or "
+            "festival:<voice>. Default: Festival's cmu_us_slt_arctic_hts if installed, else en-us.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Tests run at once (audio tests mostly wait on timers)."
+        ),
+    ] = 1,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            help="Run a failed test again up to this many times; one that then passes is "
+            "reported as flaky (useful on audio).",
+        ),
+    ] = 0,
 ) -> None:
     """Run the conversation tests in flows/tests/ (offline); exit 1 if any fails."""
     from voicebot.handoff.sinks import CallbackHandoffSink
+    from voicebot.testing.callers import default_caller_voice
     from voicebot.testing.junit import write_junit
-    from voicebot.testing.runner import ConversationTestRunner
+    from voicebot.testing.runner import AudioOptions, ConversationTestRunner
 
     settings = settings_for(bot)
     setup_logging(settings, quiet=True)
@@ -117,29 +150,54 @@ def flows_test(
     if not tests:
         typer.echo("no conversation tests found in flows/tests/", err=True)
         raise typer.Exit(1)
-    runner = ConversationTestRunner(runtime)
 
     async def run_all() -> list:  # type: ignore[type-arg]
+        speech = None
         try:
-            return [await runner.run(t, p) for t, p in tests]
+            options = None
+            if audio:
+                from voicebot.speech.stack import build_speech
+
+                speech = await build_speech(settings, runtime.loaded.definition)
+                await speech.prefill()
+                caller_voice = voice or default_caller_voice()
+                typer.echo(f"audio: {speech.describe()}; test caller: {caller_voice}")
+                options = AudioOptions(speech=speech, voice=caller_voice)
+            runner = ConversationTestRunner(runtime, audio=options)
+            return await runner.run_all(tests, jobs=jobs, retries=retries)
         finally:
-            await runner.aclose()
+            if speech is not None:
+                await speech.aclose()
             await runtime.aclose()
 
     outcomes = asyncio.run(run_all())
     for outcome in outcomes:
+        if outcome.skipped:
+            typer.echo(f"SKIP  {outcome.name}  ({outcome.skipped})")
+            continue
         mark = "PASS" if outcome.passed else "FAIL"
         where = f"  ({outcome.position})" if outcome.position else ""
         typer.echo(
             f"{mark}  {outcome.name}  [{outcome.duration_ms:.0f} ms]"
             + ("" if outcome.passed else where)
         )
+        if outcome.first_failure:
+            typer.echo(
+                f"      flaky: passed on attempt {outcome.attempts}; attempt 1: "
+                f"{outcome.first_failure}"
+            )
         if not outcome.passed:
             typer.echo(f"      {outcome.failure}")
             for line in outcome.transcript:
                 typer.echo(f"        {line}")
     failed = sum(not o.passed for o in outcomes)
-    typer.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    skipped = sum(bool(o.skipped) for o in outcomes)
+    flaky = sum(bool(o.first_failure) for o in outcomes)
+    typer.echo(
+        f"{len(outcomes) - failed - skipped} passed, {failed} failed"
+        + (f", {skipped} skipped" if skipped else "")
+        + (f" ({flaky} flaky)" if flaky else "")
+    )
     if junit is not None:
         write_junit(outcomes, junit)
     if failed:

@@ -219,7 +219,7 @@ class DtmfDetector:
             strides=(step * self._buf.itemsize, self._buf.itemsize),
             writeable=False,
         )
-        keys = self._classify(frames)
+        keys = None if self._quiet(count * step + n - step) else self._classify(frames)
         base = self._base
         self._buf = self._buf[count * step :].copy()
         self._base += count * step
@@ -267,6 +267,24 @@ class DtmfDetector:
         if samples.ndim != 1:
             raise ValueError("feed() takes mono audio: a one-dimensional array")
         return samples
+
+    def _quiet(self, span: int) -> bool:
+        """Whether the first ``span`` buffered samples are too quiet for any block in them to
+        hold a tone: then the spectra need not be computed (most of a call is quiet, and this
+        runs on every frame of every call).
+
+        A bin's power is at most 4x a block's mean square (Cauchy-Schwarz over a basis of
+        magnitude <= 1), and a tone needs a bin of at least the minimum level after the largest
+        tuning boost; so a span whose whole energy is below that, spread over one block, is
+        safe to skip.
+        """
+        head = self._buf[:span]
+        if float(np.dot(head, head)) * 4.0 * self._max_boost >= self._min_amp2 * self._block:
+            return False
+        # the skipped blocks' spectra are not kept: blocks after them wait for fresh history
+        # before a tone can pass, as after any gap
+        self._history_len = 0
+        return True
 
     def _classify(self, frames: NDArray[np.float32]) -> NDArray[np.intp] | None:
         """Per block, the index into DIGITS of the key it holds or -1; None if no block does."""

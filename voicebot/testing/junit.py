@@ -19,6 +19,7 @@ def write_junit(
         tests=str(len(outcomes)),
         failures=str(failures),
         errors="0",
+        skipped=str(sum(bool(o.skipped) for o in outcomes)),
         time=f"{total_s:.3f}",
     )
     for outcome in outcomes:
@@ -29,7 +30,9 @@ def write_junit(
             name=outcome.name,
             time=f"{outcome.duration_ms / 1000:.3f}",
         )
-        if not outcome.passed:
+        if outcome.skipped:
+            ET.SubElement(case, "skipped", message=outcome.skipped)
+        elif not outcome.passed:
             failure = ET.SubElement(case, "failure", message=outcome.failure or "failed")
             failure.text = "\n".join(outcome.transcript)
     path.parent.mkdir(parents=True, exist_ok=True)

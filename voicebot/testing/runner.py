@@ -7,6 +7,7 @@ in order (a check consumes the line it matched); ``expect`` checks look at the c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
@@ -30,6 +31,8 @@ from voicebot.flows.schema import (
 from voicebot.handoff.packet import CallerInfo, HandoffPacket
 from voicebot.handoff.sinks import CallbackHandoffSink
 from voicebot.runtime.bot import BotRuntime
+from voicebot.speech.stack import SpeechStack
+from voicebot.testing.audio_session import AudioTestSession
 from voicebot.testing.scripted_model import RecordedRequest, ScriptedModel, ScriptedModelServer
 
 # In conversation tests a scripted model that hangs is given up on after this long.
@@ -44,10 +47,30 @@ class TestOutcome:
     failure: str | None = None
     transcript: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
+    skipped: str | None = None  # why the test did not run (text-only, on audio)
+    attempts: int = 1
+    first_failure: str | None = None  # when it passed only on a later attempt
+
+
+@dataclass
+class _Heard:
+    """What the bot said since the last caller event, and how fast its audio started."""
+
+    text: str
+    latency_ms: float | None = None
 
 
 class _Failed(Exception):
     pass
+
+
+@dataclass
+class AudioOptions:
+    """Conversation tests on audio: the loaded speech models and the test caller's voice."""
+
+    speech: SpeechStack
+    voice: str = "en-us"
+    words_per_minute: int = 140
 
 
 def _texts(value: str | list[str] | None) -> list[str]:
@@ -61,16 +84,49 @@ class ConversationTestRunner:
     must not depend on a live model); tests with them run the LLM brain against a scripted
     model server started on first use."""
 
-    def __init__(self, runtime: BotRuntime) -> None:
+    def __init__(self, runtime: BotRuntime, *, audio: AudioOptions | None = None) -> None:
+        """With ``audio``, each test's call runs through the audio path (speech synthesised
+        for the caller, VAD, recogniser, TTS) and ``within_ms`` budgets apply."""
         self.runtime = runtime
+        self.audio = audio
+        # tests may run concurrently (``run_all(jobs=...)``), but the scripted model serves
+        # one test's script at a time
+        self._model_lock = asyncio.Lock()
         brain = runtime.brain
         self.offline: Brain = brain.offline if isinstance(brain, LlmBrain) else brain
         self._server: ScriptedModelServer | None = None
         self._llm_brain: LlmBrain | None = None
 
-    async def run_all(self) -> list[TestOutcome]:
+    async def run_all(
+        self,
+        tests: list[tuple[ConversationTest, Position | None]] | None = None,
+        *,
+        jobs: int = 1,
+        retries: int = 0,
+    ) -> list[TestOutcome]:
+        """Run ``tests`` (default: all of the bot's), ``jobs`` at a time; outcomes in order.
+
+        A failed test is run again up to ``retries`` times; one that then passes keeps its
+        first failure, so a report can call it flaky (on audio, where a recogniser may hear
+        the same line differently from one call to the next).
+        """
+        chosen = self.runtime.loaded.tests if tests is None else tests
+        limit = asyncio.Semaphore(max(1, jobs))
+
+        async def one(test: ConversationTest, position: Position | None) -> TestOutcome:
+            async with limit:
+                outcome = await self.run(test, position)
+                first = outcome
+                while not outcome.passed and outcome.attempts <= retries:
+                    attempts = outcome.attempts + 1
+                    outcome = await self.run(test, position)
+                    outcome.attempts = attempts
+                if outcome.passed and outcome is not first:
+                    outcome.first_failure = first.failure
+                return outcome
+
         try:
-            return [await self.run(test, pos) for test, pos in self.runtime.loaded.tests]
+            return list(await asyncio.gather(*(one(t, p) for t, p in chosen)))
         finally:
             await self.aclose()
 
@@ -103,6 +159,16 @@ class ConversationTestRunner:
         return self._llm_brain, self._server.script
 
     async def run(self, test: ConversationTest, position: Position | None = None) -> TestOutcome:
+        if self.audio is not None and test.text_only:
+            return TestOutcome(
+                test.name, passed=True, position=position, skipped=f"text only: {test.text_only}"
+            )
+        if test.uses_model:
+            async with self._model_lock:
+                return await self._run(test, position)
+        return await self._run(test, position)
+
+    async def _run(self, test: ConversationTest, position: Position | None) -> TestOutcome:
         started = time.perf_counter()
         fixed = test.now if test.now is None or test.now.tzinfo else test.now.replace(tzinfo=dt.UTC)
         script: ScriptedModel | None = None
@@ -129,7 +195,17 @@ class ConversationTestRunner:
             queues={k: v.model_dump() for k, v in test.queues.items()},
             offline_actions=True,
         )
-        session = TextSession(call)
+        session: TextSession | AudioTestSession
+        if self.audio is not None:
+            session = AudioTestSession(
+                runtime,
+                self.audio.speech,
+                call,
+                voice=self.audio.voice,
+                words_per_minute=self.audio.words_per_minute,
+            )
+        else:
+            session = TextSession(call)
         transcript: list[str] = []
         outcome = TestOutcome(test.name, passed=True, position=position, transcript=transcript)
         try:
@@ -139,7 +215,10 @@ class ConversationTestRunner:
                 where = f"step {i}"
                 if step.user is not None:
                     transcript.append(f"caller: {step.user}")
-                    pending = self._heard(await session.say(step.user), transcript)
+                    turn = await session.say(step.user)
+                    if turn.heard is not None:
+                        transcript.append(f"heard:  {turn.heard or '(nothing)'}")
+                    pending = self._heard(turn, transcript)
                 elif step.dtmf is not None:
                     transcript.append(f"keys:   {step.dtmf}")
                     pending = self._heard(await session.press(step.dtmf), transcript)
@@ -147,7 +226,9 @@ class ConversationTestRunner:
                     transcript.append(f"(silence {step.silence:g}s)")
                     pending = self._heard(await session.silence(step.silence), transcript)
                 elif step.bot is not None:
-                    pending = self._check_bot(step.bot, pending, where)
+                    pending = self._check_bot(
+                        step.bot, pending, where, timed=self.audio is not None
+                    )
                 elif step.expect is not None:
                     self._check_state(step.expect, call.state, where)
                     if step.expect.model is not None:
@@ -180,7 +261,7 @@ class ConversationTestRunner:
         return outcome
 
     @staticmethod
-    def _heard(turn: TextTurn, transcript: list[str]) -> str:
+    def _heard(turn: TextTurn, transcript: list[str]) -> _Heard:
         transcript.extend(f"bot:    {line}" for line in turn.lines)
         if turn.reply.handoff is not None:
             packet = turn.reply.handoff
@@ -189,15 +270,24 @@ class ConversationTestRunner:
             )
         if turn.reply.hangup is not None:
             transcript.append("(call ended)")
-        return " ".join(turn.lines)
+        return _Heard(" ".join(turn.lines), turn.latency_ms)
 
     @staticmethod
-    def _check_bot(expect: BotExpectation, pending: str, where: str) -> str:
+    def _check_bot(expect: BotExpectation, heard: _Heard, where: str, *, timed: bool) -> _Heard:
         """Check what the bot said since the last caller event; return what is left after it.
 
         A check consumes the text up to the end of what it matched, so two checks in a row
-        look for two things said in that order.
+        look for two things said in that order. ``within_ms`` applies on audio (``timed``).
         """
+        if timed and expect.within_ms is not None:
+            if heard.latency_ms is None:
+                raise _Failed(f"{where}: no bot audio was timed against within_ms")
+            if heard.latency_ms > expect.within_ms:
+                raise _Failed(
+                    f"{where}: the bot's audio started {heard.latency_ms:.0f} ms after the "
+                    f"caller finished, over within_ms {expect.within_ms}"
+                )
+        pending = heard.text
         contains = _texts(expect.contains)
         lowered = pending.lower()
         for text in _texts(expect.not_contains):
@@ -222,7 +312,7 @@ class ConversationTestRunner:
             raise _Failed(
                 f"{where}: expected the bot to say {' and '.join(missing)}, but it said: {said}"
             )
-        return pending[end:]
+        return _Heard(pending[end:], heard.latency_ms)
 
     @staticmethod
     def _check_state(expect: Expectation, state: CallState, where: str) -> None:

@@ -7,7 +7,8 @@ yes/no, digits) hears short caller phrases well enough to route a call.
 
 Decoders are costly (about 40 MB and 0.7 s each), so they are pooled and held only while an
 utterance is decoded, not per call: the stream runs its own silero VAD over the caller audio,
-keeps what the caller says, and decodes it in one pass on a worker thread when the turn ends.
+keeps what the caller says, and decodes it in one pass in a worker process when the turn ends
+(pocketsphinx holds the GIL while it decodes, so a thread would stall every call).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import asyncio
 import hashlib
 import io
 import logging
-import math
+import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, 
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 
+from voicebot.speech.shared_vad import VadEvents
+from voicebot.speech.stt import decoder_process
 from voicebot.speech.vocabulary import normalise
 
 logger = logging.getLogger("voicebot.speech.asr")
@@ -44,12 +48,6 @@ _FLUSH_GRACE_SECONDS = 1.0
 _FLUSH_SLACK = 0.04
 # ... or after this long, whatever the VAD says (the session waits on it).
 _FLUSH_WAIT = 0.3
-_FILLERS = frozenset({"<s>", "</s>", "<sil>", "[noise]", "<unk>", "[NOISE]", "[SPEECH]"})
-
-# Shared by every stream: decoding is CPU-bound, and two threads match this machine's cores.
-_EXECUTOR = ThreadPoolExecutor(
-    max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="asr"
-)
 
 
 class AsrModelError(RuntimeError):
@@ -85,15 +83,14 @@ def build_language_model(sentences: Sequence[str], cache_dir: Path) -> tuple[Pat
         buffer = io.StringIO()
         model.write(buffer)
         words = {w for line in cleaned for w in line.split()}
-        entries = [line for word, line in pronunciations.items() if _base_word(word) in words]
+        entries = [
+            line
+            for word, line in pronunciations.items()
+            if decoder_process.base_word(word) in words
+        ]
         _atomic_write(dict_path, "\n".join(sorted(entries)) + "\n")
         _atomic_write(lm_path, buffer.getvalue())
     return lm_path, dict_path
-
-
-def _base_word(word: str) -> str:
-    # alternates are spelled "word(2)" in the CMU dictionary
-    return word.split("(", 1)[0]
 
 
 _DICTIONARIES: dict[Path, dict[str, str]] = {}
@@ -117,50 +114,79 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class DecoderPool:
-    """Pocketsphinx decoders sharing one model configuration, lent out per utterance."""
+    """Pocketsphinx decoders sharing one model configuration, each in its own worker process.
 
-    def __init__(self, lm_path: Path, dict_path: Path, *, size_hint: int = 1) -> None:
+    A decoder holds the GIL while it decodes (see ``decoder_process``), so it must not share a
+    process with the event loop; ``size`` processes decode that many utterances at once. A
+    worker that dies is replaced and the utterance tried once more.
+    """
+
+    def __init__(self, lm_path: Path, dict_path: Path, *, size: int = 2) -> None:
         self.lm_path = lm_path
         self.dict_path = dict_path
-        self._idle: list[Any] = []
+        self.size = max(1, size)
+        self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.created = 0
-        self._size_hint = size_hint
+        self.created = 0  # worker pools started (more than one means a worker died)
+        self._closed = False
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise AsrModelError("the recogniser has been shut down")
+            if self._executor is None:
+                hmm = model_dir() / "en-us"
+                for path in (hmm, self.lm_path, self.dict_path):
+                    if not path.exists():
+                        raise AsrModelError(f"pocketsphinx model file missing: {path}")
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.size,
+                    # a clean interpreter: forking a process with running threads is unsafe
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=decoder_process.load,
+                    initargs=(str(hmm), str(self.lm_path), str(self.dict_path)),
+                )
+                self.created += 1
+            return self._executor
 
     def prewarm(self) -> None:
-        """Create ``size_hint`` decoders now (blocking), so the first callers do not wait."""
-        while len(self._idle) < self._size_hint:
-            decoder = self._new()
-            with self._lock:
-                self._idle.append(decoder)
-
-    def _new(self) -> Any:
-        from pocketsphinx import Decoder
-
+        """Start every worker and load its decoder now (blocking), so callers do not wait."""
         try:
-            decoder = Decoder(
-                hmm=str(model_dir() / "en-us"),
-                lm=str(self.lm_path),
-                dict=str(self.dict_path),
-                samprate=SAMPLE_RATE,
-                loglevel="ERROR",
-            )
-        except RuntimeError as exc:
-            raise AsrModelError(f"pocketsphinx could not load its model: {exc}") from exc
-        with self._lock:
-            self.created += 1
-        return decoder
+            futures = [self._pool().submit(decoder_process.ready) for _ in range(self.size * 2)]
+            for future in futures:
+                future.result()
+        except BrokenProcessPool as exc:
+            self._discard()
+            raise AsrModelError("pocketsphinx could not load its model in a worker") from exc
 
-    def acquire(self) -> Any:
-        """A decoder (blocking when a new one must be built: call it off the event loop)."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._new()
+    async def decode(self, pcm: bytes, offset: float) -> _Hypothesis:
+        """Decode one utterance whose audio starts ``offset`` seconds into the stream."""
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            pool = self._pool()
+            try:
+                result = await loop.run_in_executor(pool, decoder_process.decode, pcm)
+            except BrokenProcessPool:
+                self._discard(pool)
+                if attempt == 2:
+                    raise
+                logger.warning("a recogniser worker died; starting a new one")
+                continue
+            return _hypothesis(result, offset)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def release(self, decoder: Any) -> None:
+    def _discard(self, pool: ProcessPoolExecutor | None = None) -> None:
         with self._lock:
-            self._idle.append(decoder)
+            if self._executor is not None and (pool is None or self._executor is pool):
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -172,64 +198,34 @@ class _Hypothesis:
 
 
 class _Utterance:
-    """One caller utterance: its audio, decoded in one pass when it ends.
-
-    Measured on the example bot's phrases, one pass over the whole utterance (cepstral mean
-    normalisation over all of it) hears far better than live decoding in chunks, whose running
-    mean starts from a guess; a 2-3 s utterance decodes in well under 100 ms, and a decoder is
-    held only for that long.
-    """
+    """One caller utterance: its audio, decoded in one pass when it ends (a decoder is held
+    only for that long, not for the call)."""
 
     def __init__(self, pcm: bytes = b"") -> None:
         self.audio = bytearray(pcm)
+        # where the VAD last heard speech end; audio after it (the wait for the session's
+        # flush) is silence that only costs decoding time and, as digital zeros, accuracy
+        self.speech_end: int | None = None
 
     def add(self, pcm: bytes) -> None:
         self.audio += pcm
 
-    def decode(self, pool: DecoderPool, offset: float) -> _Hypothesis:
-        decoder = pool.acquire()
-        try:
-            decoder.start_utt()
-            decoder.process_raw(bytes(self.audio), False, True)
-            decoder.end_utt()
-            return _hypothesis(decoder, offset, len(self.audio) // 2)
-        finally:
-            pool.release(decoder)
+    def speech(self) -> bytes:
+        end = len(self.audio) if self.speech_end is None else self.speech_end
+        return bytes(self.audio[:end])
 
 
-def _hypothesis(decoder: Any, offset: float, samples: int) -> _Hypothesis:
-    hyp = decoder.hyp()
-    end = offset + samples / SAMPLE_RATE
-    if hyp is None:
-        return _Hypothesis("", 0.0, [], end)
-    words: list[TimedString] = []
-    for seg in decoder.seg():
-        word = _base_word(seg.word)
-        if word in _FILLERS or word.startswith("++") or word.startswith("["):
-            continue
-        words.append(
-            TimedString(
-                text=word,
-                start_time=offset + seg.start_frame / 100,
-                end_time=offset + (seg.end_frame + 1) / 100,
-                confidence=_probability(decoder, seg.prob),
-            )
-        )
-    text = _clean(hyp.hypstr)
-    confidence = _probability(decoder, hyp.prob) if text else 0.0
-    return _Hypothesis(text, confidence, words, end)
-
-
-def _probability(decoder: Any, log_prob: int) -> float:
-    try:
-        value = float(decoder.get_logmath().exp(log_prob))
-    except (AttributeError, OverflowError, ValueError):
-        return 0.0
-    return 0.0 if math.isnan(value) else max(0.0, min(1.0, value))
-
-
-def _clean(text: str) -> str:
-    return " ".join(w for w in text.split() if w not in _FILLERS and not w.startswith("["))
+def _hypothesis(result: decoder_process.Result, offset: float) -> _Hypothesis:
+    text, confidence, words, samples = result
+    return _Hypothesis(
+        text,
+        confidence,
+        [
+            TimedString(text=w, start_time=offset + start, end_time=offset + end, confidence=c)
+            for w, start, end, c in words
+        ],
+        offset + samples / SAMPLE_RATE,
+    )
 
 
 class PocketsphinxSTT(stt.STT[Any]):
@@ -254,6 +250,19 @@ class PocketsphinxSTT(stt.STT[Any]):
         self._pool = pool
         self._vad = vad_model
         self._language = language
+        self._owns_pool = True
+        self._vad_events: VadEvents | None = None
+
+    def for_call(self, vad_model: vad.VAD, events: VadEvents | None = None) -> PocketsphinxSTT:
+        """A recogniser for one call over the same decoders (closing it leaves them running).
+
+        With ``events`` (the call's session VAD publishing there) its streams listen to that
+        VAD instead of running their own.
+        """
+        other = PocketsphinxSTT(self._pool, vad_model, language=self._language)
+        other._owns_pool = False
+        other._vad_events = events
+        return other
 
     @property
     def model(self) -> str:
@@ -267,6 +276,10 @@ class PocketsphinxSTT(stt.STT[Any]):
     def pool(self) -> DecoderPool:
         return self._pool
 
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await asyncio.to_thread(self._pool.close)
+
     async def _recognize_impl(
         self,
         buffer: utils.AudioBuffer,
@@ -276,8 +289,7 @@ class PocketsphinxSTT(stt.STT[Any]):
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
         pcm = to_mono_16k(frame)
-        loop = asyncio.get_running_loop()
-        hyp = await loop.run_in_executor(_EXECUTOR, _Utterance(pcm).decode, self._pool, 0.0)
+        hyp = await self._pool.decode(pcm, 0.0)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[self._speech_data(hyp)],
@@ -334,10 +346,15 @@ class PocketsphinxStream(stt.RecognizeStream):
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_at: list[float] = []  # input positions (s) where the session asked to flush
         self._flush_deadline: asyncio.TimerHandle | None = None
+        self._resampler: rtc.AudioResampler | None = None
+        self._resampler_rate = 0
 
     async def _run(self) -> None:
-        vad_stream = self._psx._vad.stream()
-
+        events = self._psx._vad_events
+        # the call's session VAD when it publishes its events, else a VAD stream of our own
+        vad_stream = self._psx._vad.stream() if events is None else None
+        subscription = events.subscribe() if events is not None else None
+        source: AsyncIterable[vad.VADEvent] = vad_stream or subscription  # type: ignore[assignment]
         pushed = 0.0
 
         async def forward() -> None:
@@ -350,13 +367,17 @@ class PocketsphinxStream(stt.RecognizeStream):
                     self._flush_at.append(pushed)
                     self._arm_flush_deadline()
                 else:
-                    vad_stream.push_frame(item)
+                    if vad_stream is not None:
+                        vad_stream.push_frame(item)
                     pushed += item.duration
-            vad_stream.end_input()
+            if vad_stream is not None:
+                vad_stream.end_input()
+            elif events is not None and subscription is not None:
+                events.unsubscribe(subscription)  # ends the loop below
 
         forwarder = asyncio.create_task(forward(), name="asr-forward")
         try:
-            async for event in vad_stream:
+            async for event in source:
                 async with self._lock:
                     await self._on_vad(event)
                     while self._flush_at and self._position >= self._flush_at[0] - _FLUSH_SLACK:
@@ -373,7 +394,10 @@ class PocketsphinxStream(stt.RecognizeStream):
                 if timer is not None:
                     timer.cancel()
             await utils.aio.cancel_and_wait(forwarder, *self._tasks)
-            await vad_stream.aclose()
+            if vad_stream is not None:
+                await vad_stream.aclose()
+            if events is not None and subscription is not None:
+                events.unsubscribe(subscription)
             self._utterance = None
 
     async def _on_vad(self, event: vad.VADEvent) -> None:
@@ -381,20 +405,40 @@ class PocketsphinxStream(stt.RecognizeStream):
             for frame in event.frames:
                 self._position += frame.duration
             if self._utterance is not None:
-                for frame in event.frames:
-                    self._utterance.add(bytes(frame.data))
+                self._utterance.add(self._pcm(event.frames))
             elif event.speaking:
                 # speech goes on after a flush cut the last utterance: keep hearing it
-                self._begin(b"".join(bytes(f.data) for f in event.frames))
+                self._begin(self._pcm(event.frames))
         elif event.type == vad.VADEventType.START_OF_SPEECH:
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
             if self._utterance is None:
-                self._begin(b"".join(bytes(f.data) for f in event.frames))
+                self._begin(self._pcm(event.frames))
+            else:
+                self._utterance.speech_end = None
         elif event.type == vad.VADEventType.END_OF_SPEECH and self._utterance is not None:
+            self._utterance.speech_end = len(self._utterance.audio)
             loop = asyncio.get_running_loop()
             self._grace = loop.call_later(_FLUSH_GRACE_SECONDS, self._self_flush)
+
+    def _pcm(self, frames: Sequence[rtc.AudioFrame]) -> bytes:
+        """The VAD's frames as 16 kHz mono PCM (the session's VAD hears the line's own rate)."""
+        out = bytearray()
+        for frame in frames:
+            if frame.sample_rate == SAMPLE_RATE and frame.num_channels == 1:
+                out += frame.data.cast("B")
+                continue
+            if frame.num_channels > 1:
+                data = np.frombuffer(frame.data, dtype=np.int16)
+                mono = data.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
+                frame = rtc.AudioFrame(mono.tobytes(), frame.sample_rate, 1, len(mono))
+            if self._resampler is None or self._resampler_rate != frame.sample_rate:
+                self._resampler = rtc.AudioResampler(frame.sample_rate, SAMPLE_RATE, num_channels=1)
+                self._resampler_rate = frame.sample_rate
+            for piece in self._resampler.push(frame):
+                out += piece.data.cast("B")
+        return bytes(out)
 
     def _self_flush(self) -> None:
         self._grace = None
@@ -453,14 +497,15 @@ class PocketsphinxStream(stt.RecognizeStream):
                 )
             return
         self._utterance = None
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        hyp = await loop.run_in_executor(
-            _EXECUTOR,
-            utterance.decode,
-            self._psx.pool,
-            self.start_time_offset + self._utterance_start,
-        )
+        try:
+            hyp = await self._psx.pool.decode(
+                utterance.speech(), self.start_time_offset + self._utterance_start
+            )
+        except Exception:
+            # the call goes on: the engine hears "nothing" and reprompts
+            logger.exception("an utterance could not be decoded")
+            hyp = _Hypothesis("", 0.0, [], self._position)
         decode_ms = (time.perf_counter() - started) * 1000
         logger.debug("utterance decoded", extra={"decode_ms": round(decode_ms, 1)})
         self._event_ch.send_nowait(

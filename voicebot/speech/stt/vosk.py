@@ -389,6 +389,20 @@ class VoskSTT(stt.STT[Never]):  # no events beyond the base class's
         """The current phrase list, normalised (empty: the model's whole vocabulary)."""
         return self._phrases
 
+    def for_call(self) -> VoskSTT:
+        """A recogniser object for one call over the same process-wide model (a session
+        listens to its recogniser's events, which must not reach other calls)."""
+        other = VoskSTT(
+            model=self._model_name,
+            cache_dir=self._cache_dir,
+            sample_rate=self._sample_rate,
+            language=self._language,
+            usage_interval=self._usage_interval,
+        )
+        other._phrases = self._phrases
+        other._grammar_supported = self._grammar_supported
+        return other
+
     def update_phrases(self, phrases: Sequence[str] | None) -> None:
         """Bias recognition to ``phrases`` (None or empty: no list) from the next utterance on,
         for new streams and for every open one."""

@@ -32,7 +32,12 @@ class PromptCacheTTS(tts.TTS[Any]):
     """Wraps a TTS; fixed prompts come from memory, everything else from the wrapped TTS."""
 
     def __init__(
-        self, inner: tts.TTS[Any], *, disk_dir: Path | None = None, identity: str = ""
+        self,
+        inner: tts.TTS[Any],
+        *,
+        disk_dir: Path | None = None,
+        identity: str = "",
+        store: dict[str, bytes] | None = None,
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),
@@ -43,10 +48,17 @@ class PromptCacheTTS(tts.TTS[Any]):
         self._disk_dir = disk_dir
         # what the audio depends on besides the text (engine, voice, rate), for the disk cache
         self._identity = identity or f"{inner.provider}:{inner.model}:{inner.sample_rate}"
-        self._pcm: dict[str, bytes] = {}
+        self._pcm: dict[str, bytes] = {} if store is None else store
         self._sentences = tokenize.blingfire.SentenceTokenizer()
         self.hits = 0
         self.misses = 0
+
+    def for_call(self) -> PromptCacheTTS:
+        """A TTS object for one call sharing this cache and synthesiser (a session listens to
+        its TTS's events, which must not reach other calls)."""
+        return PromptCacheTTS(
+            self.inner, disk_dir=self._disk_dir, identity=self._identity, store=self._pcm
+        )
 
     @property
     def model(self) -> str:
