@@ -1,12 +1,12 @@
 """The browser softphone end to end: ``voicebot serve`` for real, driven by headless Chromium.
 
-Chromium's fake microphone plays a WAV made at test time with espeak-ng: silence while the
-greeting plays, then "I want to pay my bill". The page sends it over /phone/ws; the server
+Chromium's fake microphone plays a WAV made at test time by the test caller's voice (Festival's
+HTS voice, else espeak-ng): silence while the greeting plays, then "I want to pay my bill". The page sends it over /phone/ws; the server
 recognises it offline (pocketsphinx), runs the example bot's pay-bill flow and speaks the
 reply with espeak-ng. The page's ``window.phoneState`` hook is read instead of scraping the
 DOM. A second test throws bad input at the WebSocket itself and drops a call mid-word.
 
-Needs /usr/bin/chromium (the system package; no browser is downloaded) and espeak-ng.
+Needs /usr/bin/chromium (the system package; no browser is downloaded), espeak-ng and festival.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 from websockets.asyncio.client import connect
+
+from voicebot.testing.callers import RATE, default_caller_voice, speak
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VOICEBOT = REPO / ".venv" / "bin" / "voicebot"
@@ -118,22 +120,14 @@ def wait_until_healthy(server: Server, timeout: float) -> None:
 # --- audio ----------------------------------------------------------------------------------
 
 
-def espeak(text: str, voice: str = "en-gb") -> tuple[np.ndarray, int]:
-    """Speech from espeak-ng as float samples in [-1, 1], and their rate (22050).
+def espeak(text: str) -> tuple[np.ndarray, int]:
+    """The test caller's speech as float samples in [-1, 1], and their rate (16 kHz).
 
-    British English, like the example bot: pocketsphinx hears espeak's en-us "bill" as "real"
-    nearly every time, and the British voice mostly right.
+    Festival's HTS voice where installed (scripts/install.sh does): pocketsphinx hears espeak's
+    voices unreliably ("bill" as "real"), which made this test flaky.
     """
-    wav = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", "140", "--stdout", text],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    ).stdout
-    # espeak-ng writes to a pipe with unknown-length headers; the samples follow byte 44.
-    samples = np.frombuffer(wav[44 : len(wav) - len(wav) % 2], dtype="<i2")
-    rate = int.from_bytes(wav[24:28], "little")
-    return samples.astype(np.float32) / 32768, rate
+    samples = speak(text, voice=default_caller_voice())
+    return samples.astype(np.float32) / 32768, RATE
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
