@@ -22,12 +22,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentSession, llm
-from livekit.agents.voice import SpeechHandle, io
+from livekit.agents.voice import SpeechHandle, io, room_io
 from livekit.agents.voice.events import (
     AgentStateChangedEvent,
     CloseEvent,
@@ -117,8 +118,8 @@ class VoiceCall:
         self,
         runtime: Any,
         speech: SpeechStack,
-        audio_in: io.AudioInput,
-        audio_out: io.AudioOutput,
+        audio_in: io.AudioInput | None,
+        audio_out: io.AudioOutput | None,
         *,
         caller: CallerInfo | None = None,
         call_id: str | None = None,
@@ -141,6 +142,8 @@ class VoiceCall:
         self._open_turn: TurnTiming | None = None
         self._last_brain: tuple[float, float] | None = None
         self.keypad = KeypadCollector(self._keys_ready)
+        # run after the last line of a goodbye or handoff has played, before the line closes
+        self.before_hangup: Callable[[Reply], Awaitable[None]] | None = None
         self.agent = VoiceAgent(self)
         settings = runtime.settings
         self.plugins = plugins = speech.for_call()
@@ -171,21 +174,46 @@ class VoiceCall:
             # caller who talks over the greeting must be heard
             aec_warmup_duration=aec_warmup,
         )
-        self.session.input.audio = (
-            InbandDtmfInput(audio_in, self.keypad.press) if inband_dtmf else audio_in
-        )
-        self.session.output.audio = audio_out
+        self._inband_dtmf = inband_dtmf
+        # None: the audio is a LiveKit room's, set up by ``start(room=...)``
+        if audio_in is not None:
+            self.session.input.audio = (
+                InbandDtmfInput(audio_in, self.keypad.press) if inband_dtmf else audio_in
+            )
+        if audio_out is not None:
+            self.session.output.audio = audio_out
+            audio_out.on("playback_started", self._on_playback_started)
         self.session.on("user_input_transcribed", self._on_transcribed)
         self.session.on("conversation_item_added", self._on_item)
         self.session.on("agent_state_changed", self._on_agent_state)
         self.session.on("user_state_changed", self._on_user_state)
         self.session.on("close", self._on_close)
-        audio_out.on("playback_started", self._on_playback_started)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self.session.start(self.agent, record=False)
+    async def start(
+        self, *, room: rtc.Room | None = None, participant_identity: str | None = None
+    ) -> None:
+        """Start the call; with ``room``, on that LiveKit room's audio (livekit's RoomIO), with
+        the caller ``participant_identity`` (a SIP participant included)."""
+        if room is None:
+            await self.session.start(self.agent, record=False)
+            return
+        options = room_io.RoomOptions(
+            participant_kinds=[
+                rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+                rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+            ],
+            # the bot's transcript is the call record's, masked; not sent to the room as text
+            text_output=False,
+        )
+        if participant_identity:
+            options.participant_identity = participant_identity
+        await self.session.start(self.agent, room=room, room_options=options, record=False)
+        if self._inband_dtmf and self.session.input.audio is not None:
+            self.session.input.audio = InbandDtmfInput(self.session.input.audio, self.keypad.press)
+        if self.session.output.audio is not None:
+            self.session.output.audio.on("playback_started", self._on_playback_started)
 
     async def wait_ended(self) -> None:
         await self._ended.wait()
@@ -271,6 +299,12 @@ class VoiceCall:
             return
         if reply.ended or self.call.ended:
             await asyncio.sleep(_HANGUP_AFTER)
+            if self.before_hangup is not None:
+                # e.g. a phone transfer, which may still need the session to tell the caller
+                try:
+                    await self.before_hangup(reply)
+                except Exception:
+                    logger.exception("the end-of-call step failed")
             reason = "handoff" if reply.handoff is not None else "hangup"
             self._spawn(self.aclose(reason))
             return

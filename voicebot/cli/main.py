@@ -13,6 +13,8 @@ import typer
 from voicebot.cli.call import call_app
 from voicebot.cli.common import BotOption, settings_for, setup_logging
 from voicebot.cli.knowledge import knowledge_app
+from voicebot.cli.livekit import livekit_app
+from voicebot.cli.worker import worker_app
 from voicebot.config import Settings
 from voicebot.flows.errors import FlowError
 
@@ -30,6 +32,8 @@ app.add_typer(nlu_app, name="nlu")
 app.add_typer(models_app, name="models")
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(call_app, name="call")
+app.add_typer(livekit_app, name="livekit")
+app.add_typer(worker_app, name="worker")
 
 
 def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]

@@ -522,6 +522,21 @@ class Queue(_Strict):
     skills: list[str] = Field(default_factory=list)
     sla_seconds: int | None = Field(default=None, ge=0)
     description: str | None = None  # extension
+    # extension: on a phone call (LiveKit SIP), hand the caller to this external number or SIP
+    # address (an outside ACD or PBX queue) instead of the built-in queues: a cold transfer
+    # that carries the handoff id, queue and intent as SIP headers
+    transfer: str | None = None
+
+    @field_validator("transfer")
+    @classmethod
+    def _transfer_uri(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(tel:\+?[0-9]{3,15}|sips?:\S+@\S+)", value):
+            raise PydanticCustomError(
+                "transfer",
+                "'transfer' takes tel:+<digits> or sip:user@host, got '{value}'",
+                {"value": value},
+            )
+        return value
 
 
 class HttpSpec(_Strict):

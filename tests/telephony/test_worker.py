@@ -1,0 +1,176 @@
+"""The LiveKit worker: its command line, the start-up check of the LiveKit credentials, and what
+happens to a phone caller at a handoff (cold transfer, or an apology when the target refuses).
+No LiveKit server runs here; LiveKit's API is the fake Twirp server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from livekit import api
+from livekit.protocol import sip as proto_sip
+
+from tests.conftest import REPO
+from tests.fakes.livekit_server import FakeLiveKit
+from tests.telephony.packets import handoff_packet
+from voicebot.flows.schema import Queue
+from voicebot.telephony import worker
+from voicebot.telephony.worker import WorkerConfigError, probe, server_options
+
+KEY, SECRET = "devkey", "a-development-secret-that-is-long-enough-for-hs256"
+
+
+def _voicebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "voicebot", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**clean, **env},
+    )
+
+
+@pytest.fixture
+def lk() -> Iterator[FakeLiveKit]:
+    with FakeLiveKit(api_key=KEY, api_secret=SECRET) as server:
+        yield server
+
+
+def test_worker_help_lists_start_and_dev() -> None:
+    done = _voicebot("worker", "--help", env={})
+    assert done.returncode == 0
+    assert "start" in done.stdout and "dev" in done.stdout
+
+
+def test_missing_credentials_are_one_clear_line() -> None:
+    done = _voicebot("worker", "start", env={})
+    assert done.returncode == 2
+    assert "LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_server_that_is_not_there_is_one_clear_line() -> None:
+    env = {"LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}
+    done = _voicebot("worker", "start", env=env)
+    assert done.returncode == 2
+    assert "cannot connect to LiveKit at ws://127.0.0.1:9" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_secret_is_one_clear_line(lk: FakeLiveKit) -> None:
+    env = {"LIVEKIT_URL": lk.url, "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": "x" * 40}
+    done = _voicebot("worker", "dev", env=env)
+    assert done.returncode == 2
+    assert "401" in done.stderr and "LIVEKIT_API_SECRET" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_the_probe_passes_with_the_right_credentials(lk: FakeLiveKit) -> None:
+    await probe(lk.url.replace("http://", "ws://"), KEY, SECRET)
+    with pytest.raises(WorkerConfigError, match="401"):
+        await probe(lk.url, KEY, "wrong" * 10)
+
+
+def test_server_options_name_the_agent_and_drain_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIVEKIT_AGENT_NAME", raising=False)
+    options = server_options()
+    assert options.agent_name == "voicebot"  # what `voicebot livekit setup-sip` dispatches to
+    assert options.drain_timeout == 1800
+    # job processes find these by module and name
+    assert options.entrypoint_fnc is worker.entrypoint and options.prewarm_fnc is worker.prewarm
+    monkeypatch.setenv("LIVEKIT_AGENT_NAME", "acme")
+    assert server_options().agent_name == "acme"
+    assert server_options(agent_name="other").agent_name == "other"
+
+
+# --- the handoff on a phone call -------------------------------------------------------------
+
+
+@pytest.fixture
+async def lkapi(lk: FakeLiveKit) -> AsyncIterator[api.LiveKitAPI]:
+    client = api.LiveKitAPI(url=lk.url, api_key=KEY, api_secret=SECRET)
+    yield client
+    await client.aclose()
+
+
+class _Spoken:
+    """What the call's session was asked to say (the session itself needs a room)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, text: str, **_: Any) -> Any:
+        self.lines.append(text)
+
+        async def wait_for_playout() -> None:
+            return None
+
+        return SimpleNamespace(wait_for_playout=wait_for_playout)
+
+
+def _call(queues: dict[str, Queue]) -> Any:
+    definition = SimpleNamespace(queues=queues)
+    return SimpleNamespace(
+        call=SimpleNamespace(bot=SimpleNamespace(loaded=SimpleNamespace(definition=definition))),
+        session=_Spoken(),
+    )
+
+
+async def test_a_handoff_to_a_transfer_queue_sends_the_caller_there(
+    lk: FakeLiveKit, lkapi: api.LiveKitAPI
+) -> None:
+    lk.add_room("call-1")
+    caller = lk.add_sip_caller("call-1", "+447700900123")
+    ctx = SimpleNamespace(api=lkapi, room=SimpleNamespace(name="call-1"))
+    call = _call({"care": Queue(transfer="sip:care@pbx.example.com")})
+    reply = SimpleNamespace(
+        handoff=handoff_packet(packet_id="H-7", queue="care", intent="complaint")
+    )
+    assert await worker._transfer(ctx, call, reply, caller.identity)  # type: ignore[arg-type]
+    [request] = lk.calls("TransferSIPParticipant", proto_sip.TransferSIPParticipantRequest)
+    assert request.transfer_to == "sip:care@pbx.example.com"
+    assert request.headers["X-Voicebot-Handoff-Id"] == "H-7"
+    assert call.session.lines == []
+
+
+async def test_a_refused_transfer_tells_the_caller_and_keeps_the_handoff(
+    lk: FakeLiveKit, lkapi: api.LiveKitAPI
+) -> None:
+    lk.add_room("call-1")
+    caller = lk.add_sip_caller("call-1", "+447700900123")
+    lk.fail("TransferSIPParticipant", "unavailable", "transfer failed: 603 Decline")
+    ctx = SimpleNamespace(api=lkapi, room=SimpleNamespace(name="call-1"))
+    call = _call({"care": Queue(transfer="tel:+442079460999")})
+    reply = SimpleNamespace(
+        handoff=handoff_packet(packet_id="H-7", queue="care", intent="complaint")
+    )
+    assert not await worker._transfer(ctx, call, reply, caller.identity)  # type: ignore[arg-type]
+    assert call.session.lines == [worker._TRANSFER_FAILED]
+    assert [p.identity for p in lk.participants("call-1")] == [caller.identity]
+
+
+async def test_built_in_queues_and_goodbyes_transfer_nothing(
+    lk: FakeLiveKit, lkapi: api.LiveKitAPI
+) -> None:
+    ctx = SimpleNamespace(api=lkapi, room=SimpleNamespace(name="call-1"))
+    call = _call({"general": Queue()})
+    for reply in (
+        SimpleNamespace(handoff=handoff_packet(queue="general")),
+        SimpleNamespace(handoff=None),
+    ):
+        assert not await worker._transfer(ctx, call, reply, "sip_x")  # type: ignore[arg-type]
+    assert lk.requests == []
+
+
+def test_the_example_deploy_names_the_same_agent() -> None:
+    compose = (Path(REPO) / "deploy" / "docker-compose.yml").read_text()
+    assert "setup-sip" in (Path(REPO) / "deploy" / "README.md").read_text()
+    assert '"worker", "start"' in compose or "worker start" in compose
