@@ -14,6 +14,9 @@ if command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-pip ca-certificates \
     espeak-ng sox chromium festival festvox-us-slt-hts >/dev/null
+  # the store's tests run on PostgreSQL as well as SQLite; desktop events may use Redis
+  command -v pg_ctlcluster >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  command -v redis-server >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -36,4 +39,6 @@ else
     echo "matching. Set VOICEBOT_EMBEDDING_MODEL_DIR to a copy of all-MiniLM-L6-v2 (onnx/)." >&2
   }
 fi
+echo "== local services for the tests (PostgreSQL, Redis)"
+bash scripts/services.sh || true
 echo "== done: try '.venv/bin/voicebot chat'"

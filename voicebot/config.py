@@ -163,6 +163,45 @@ class Settings(BaseSettings):
         description="When set, the HTTP API's write endpoints need 'Authorization: Bearer <it>'.",
     )
 
+    # -- queues, agents and the store --
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database: postgresql+asyncpg://user@host/db. "
+        "Default: SQLite at data_dir/voicebot.db.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for desktop events across nodes (redis://127.0.0.1:6379/0). "
+        "Default: PostgreSQL LISTEN/NOTIFY on PostgreSQL, in-process on SQLite.",
+    )
+    offer_timeout: float = Field(
+        default=15.0, gt=0, le=600, description="Seconds an agent has to accept an offer."
+    )
+    wrap_up_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="Timed wrap-up after a call ends (0: none)."
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long an agent's sign-in lasts."
+    )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Mark session cookies Secure (set it when the API is served over HTTPS).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra origins (https://desk.example.com) allowed to open desktop "
+        "WebSockets; the API's own origin always is.",
+    )
+    anger_priority_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="Anger at or above this raises a call's priority."
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'voicebot.db').resolve()}"
+
     @property
     def llm_configured(self) -> bool:
         if self.brain == "offline":

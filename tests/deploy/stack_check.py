@@ -28,7 +28,7 @@ COMPOSE = "docker-compose.yml"
 ENV_EXAMPLE = ".env.example"
 ENV_FILE = ".env"
 DEV_MARKER = "DEVELOPMENT ONLY"
-REQUIRED_SERVICES = ("redis", "livekit", "sip", "worker", "api")
+REQUIRED_SERVICES = ("redis", "postgres", "livekit", "sip", "worker", "api")
 REDIS_SERVICE, REDIS_PORT = "redis", 6379
 LIVEKIT_SERVICE = "livekit"
 API_PORT = 8080
@@ -303,6 +303,45 @@ def _check_service_url(
         )
 
 
+def _check_database(
+    owner: str, url: str | None, services: Mapping[str, Any], problems: list[str]
+) -> None:
+    """Every node and worker must share one PostgreSQL (queues and offers are claimed there):
+    the URL names the postgres service, on its port, with the user, password and database
+    that service is created with."""
+    if not url:
+        problems.append(
+            f"{owner}: VOICEBOT_DATABASE_URL is not set (each node would use its own SQLite)"
+        )
+        return
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("postgresql"):
+        problems.append(f"{owner}: VOICEBOT_DATABASE_URL '{url}' is not PostgreSQL")
+        return
+    target = services.get(parsed.hostname or "")
+    if target is None:
+        problems.append(f"{owner}: VOICEBOT_DATABASE_URL names no service '{parsed.hostname}'")
+        return
+    env = service_env(target)
+    expected = {
+        "user": env.get("POSTGRES_USER", "postgres"),
+        "password": env.get("POSTGRES_PASSWORD"),
+        "database": env.get("POSTGRES_DB") or env.get("POSTGRES_USER", "postgres"),
+        "port": 5432,
+    }
+    actual = {
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.path.lstrip("/"),
+        "port": parsed.port or 5432,
+    }
+    for key, value in expected.items():
+        if actual[key] != value:
+            problems.append(
+                f"{owner}: VOICEBOT_DATABASE_URL's {key} is not the {parsed.hostname} service's"
+            )
+
+
 def _check_redis(config: Mapping[str, Any], file: str, problems: list[str]) -> None:
     address = str((config.get("redis") or {}).get("address", ""))
     host, _, port = address.rpartition(":")
@@ -507,6 +546,7 @@ def check_stack(deploy_dir: Path) -> list[str]:
         _check_endpoint(
             variables.get("LIVEKIT_URL", ""), name, "LIVEKIT_URL", livekit_port, problems
         )
+        _check_database(name, variables.get("VOICEBOT_DATABASE_URL"), services, problems)
         if chroma_url := variables.get("VOICEBOT_CHROMA_URL"):
             _check_service_url(
                 chroma_url, name, "VOICEBOT_CHROMA_URL", services, deploy_dir, problems
@@ -541,8 +581,10 @@ def check_stack(deploy_dir: Path) -> list[str]:
                 f"listens on ({serve_port})"
             )
 
-    dev_secrets = {example.get("LIVEKIT_API_SECRET", "")} | defaults.get(
-        "LIVEKIT_API_SECRET", set()
+    dev_secrets = (
+        {example.get("LIVEKIT_API_SECRET", ""), example.get("POSTGRES_PASSWORD", "")}
+        | defaults.get("LIVEKIT_API_SECRET", set())
+        | defaults.get("POSTGRES_PASSWORD", set())
     )
     _check_dev_markers(deploy_dir, dev_secrets, problems)
     return problems

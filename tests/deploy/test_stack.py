@@ -54,7 +54,7 @@ def test_deploy_directory_is_consistent():
 
 def test_the_stack_has_the_expected_services():
     services = yaml.safe_load((DEPLOY / COMPOSE).read_text(encoding="utf-8"))["services"]
-    assert {"redis", "livekit", "sip", "worker", "api"} <= set(services)
+    assert {"redis", "postgres", "livekit", "sip", "worker", "api"} <= set(services)
     assert services["redis"]["image"].startswith("redis:7")
     assert services["livekit"]["image"].startswith("livekit/livekit-server")
     assert services["sip"]["image"].startswith("livekit/sip")
@@ -265,6 +265,24 @@ BROKEN = {
         'command: ["worker", "dev"]',
         "worker: runs 'voicebot worker dev', not 'voicebot worker start'",
     ),
+    "database url names no service": (
+        COMPOSE,
+        "@postgres:5432/voicebot",
+        "@db:5432/voicebot",
+        "VOICEBOT_DATABASE_URL names no service 'db'",
+    ),
+    "database url on another database": (
+        COMPOSE,
+        "@postgres:5432/voicebot",
+        "@postgres:5432/calls",
+        "VOICEBOT_DATABASE_URL's database is not the postgres service's",
+    ),
+    "database password unmarked": (
+        ENV_EXAMPLE,
+        "# DEVELOPMENT ONLY: replace.\nPOSTGRES_PASSWORD",
+        "POSTGRES_PASSWORD",
+        f"{ENV_EXAMPLE}:<dbline>: development secret without a 'DEVELOPMENT ONLY' comment",
+    ),
     "chroma url names no service": (
         COMPOSE,
         "VOICEBOT_CHROMA_URL: http://chroma:8000",
@@ -294,7 +312,8 @@ def test_check_stack_reports_a_broken_copy(tmp_path, case):
     edit(deploy / name, old, new)
     lines = (deploy / name).read_text(encoding="utf-8").splitlines()
     secret_line = next((i for i, line in enumerate(lines, 1) if DEV_SECRET in line), 0)
-    expected = expected.replace("<line>", str(secret_line))
+    db_line = next((i for i, line in enumerate(lines, 1) if "dev-only-db-password" in line), 0)
+    expected = expected.replace("<line>", str(secret_line)).replace("<dbline>", str(db_line))
     problems = check_stack(deploy)
     assert any(expected in problem for problem in problems), problems
 

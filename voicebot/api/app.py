@@ -8,15 +8,17 @@ switches the knowledge endpoints off, like the bot's own knowledge base.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from voicebot import __version__
-from voicebot.api.routes import health, knowledge, phone
+from voicebot.api.call_legs import CallLegs
+from voicebot.api.routes import auth, contact_centre, desktop, health, knowledge, phone
 from voicebot.config import Settings
+from voicebot.flows.schema import Queue
 from voicebot.knowledge.service import KnowledgeService, open_knowledge
 from voicebot.nlu.embedder import EmbeddingModelMissing
 
@@ -28,11 +30,17 @@ def create_app(
     *,
     knowledge_service: KnowledgeService | None = None,
     runtime: Any = None,
+    queues: Mapping[str, Queue] | None = None,
+    default_queue: str | None = None,
+    require_database: bool = False,
 ) -> FastAPI:
     """The app. ``knowledge_service`` is opened (and synced with knowledge/) when not given.
 
     With a bot ``runtime`` the softphone (``/phone``) is on: its speech models load at
-    start-up and the fixed prompts are synthesised before the first call.
+    start-up and the fixed prompts are synthesised before the first call. The queues (from
+    the runtime's flows, or ``queues``) run on the database of ``VOICEBOT_DATABASE_URL``;
+    with ``require_database`` an unreachable database stops start-up (``voicebot serve``),
+    otherwise it only switches the queue endpoints off.
     """
 
     @asynccontextmanager
@@ -42,6 +50,7 @@ def create_app(
                 app.state.knowledge = open_knowledge(settings, settings.bot_dir / "knowledge")
             except EmbeddingModelMissing as exc:
                 app.state.knowledge_error = exc
+        await _open_queues(app, settings, runtime, queues, default_queue, require_database)
         if runtime is not None:
             await _load_speech(app, settings, runtime)
         try:
@@ -51,12 +60,13 @@ def create_app(
                 await call.aclose("server stopping")
             if app.state.speech is not None:
                 await app.state.speech.aclose()
+            await _close_queues(app)
 
     app = FastAPI(
         title="voicebot",
         version=__version__,
-        description="Knowledge documents, the browser softphone and (in later releases) calls, "
-        "queues and agents.",
+        description="Knowledge documents, the browser softphone, handoffs, queues, agents, "
+        "callbacks and the agent desktop.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -67,11 +77,105 @@ def create_app(
     app.state.speech = None
     app.state.speech_error = None if runtime is not None else "no bot loaded"
     app.state.calls = set()
+    app.state.db = None
+    app.state.db_error = "not opened yet"
+    app.state.queues = None
+    app.state.hub = None
+    app.state.sink = None
+    app.state.legs = CallLegs()
     app.include_router(health.router)
     app.include_router(knowledge.router)
     app.include_router(phone.router)
+    app.include_router(auth.router)
+    app.include_router(contact_centre.router)
+    app.include_router(desktop.router)
     phone.mount_static(app)
+    desktop.mount_static(app)
     return app
+
+
+async def _open_queues(
+    app: FastAPI,
+    settings: Settings,
+    runtime: Any,
+    queues: Mapping[str, Queue] | None,
+    default_queue: str | None,
+    required: bool,
+) -> None:
+    """The database, the event bus, the ACD and the desktop hub; the runtime's handoffs then
+    go to the built-in queues."""
+    from voicebot.api.desktop_hub import DesktopHub
+    from voicebot.queues.service import QueueService
+    from voicebot.queues.sink import QueueHandoffSink
+    from voicebot.store.db import DatabaseUnavailable, open_database
+
+    try:
+        db = await open_database(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        if required:
+            raise
+        logger.error("queues are off", extra={"detail": str(exc)})
+        app.state.db_error = str(exc)
+        return
+    if runtime is not None:
+        definition = runtime.loaded.definition
+        queues = definition.queues
+        default_queue = definition.bot.default_queue
+    bus = make_bus(settings, db)
+    service = QueueService(
+        db,
+        bus,
+        queues or {},
+        default_queue=default_queue,
+        offer_timeout=settings.offer_timeout,
+        wrap_up_seconds=settings.wrap_up_seconds,
+        anger_threshold=settings.anger_priority_threshold,
+    )
+    try:
+        await service.start()
+    except Exception as exc:
+        await db.aclose()
+        message = f"the event bus ({bus.describe()}) could not start: {exc}"
+        if required:
+            raise DatabaseUnavailable(message) from exc
+        app.state.db_error = message
+        return
+    app.state.db, app.state.db_error, app.state.queues = db, None, service
+    app.state.hub = DesktopHub(service)
+    bus.subscribe(app.state.legs.on_event)
+    if runtime is not None:
+        sink = QueueHandoffSink(
+            service, settings.data_dir / "handoff-spool.jsonl", audio_node=service.node_id
+        )
+        app.state.sink = sink
+        runtime.handoffs = sink
+        runtime.queue_stats = service.flow_stats
+        await sink.replay()
+    logger.info(
+        "queues ready",
+        extra={"detail": f"{db.describe()}; events: {bus.describe()}; node {service.node_id}"},
+    )
+
+
+def make_bus(settings: Settings, db: Any) -> Any:
+    from voicebot.queues.events import LocalBus, PostgresBus, RedisBus, asyncpg_dsn
+
+    if settings.redis_url:
+        return RedisBus(settings.redis_url)
+    if db.is_postgres:
+        return PostgresBus(asyncpg_dsn(db.url))
+    return LocalBus()
+
+
+async def _close_queues(app: FastAPI) -> None:
+    if app.state.hub is not None:
+        await app.state.hub.aclose()
+    if app.state.sink is not None:
+        await app.state.sink.aclose()
+    if app.state.queues is not None:
+        await app.state.queues.aclose()
+    if app.state.db is not None:
+        await app.state.db.aclose()
 
 
 async def _load_speech(app: FastAPI, settings: Settings, runtime: Any) -> None:

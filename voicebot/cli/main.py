@@ -14,6 +14,7 @@ from voicebot.cli.call import call_app
 from voicebot.cli.common import BotOption, settings_for, setup_logging
 from voicebot.cli.knowledge import knowledge_app
 from voicebot.cli.livekit import livekit_app
+from voicebot.cli.users import db_app, users_app
 from voicebot.cli.worker import worker_app
 from voicebot.config import Settings
 from voicebot.flows.errors import FlowError
@@ -34,6 +35,8 @@ app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(call_app, name="call")
 app.add_typer(livekit_app, name="livekit")
 app.add_typer(worker_app, name="worker")
+app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
 
 
 def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -351,27 +354,70 @@ def serve(
     bot: BotOption = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    no_phone: Annotated[
+        bool,
+        typer.Option(
+            "--no-phone",
+            help="Only the API, queues and agent desktop: no softphone, so no speech or bot "
+            "models are loaded (extra nodes behind a load balancer; calls come from workers).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the HTTP API and the browser softphone (/phone; OpenAPI docs at /docs)."""
+    """Run the HTTP API, the browser softphone (/phone) and the agent desktop (/desktop);
+    OpenAPI docs at /docs."""
     import uvicorn
 
     from voicebot.api.app import create_app
+    from voicebot.flows.loader import load_bot
+    from voicebot.store.db import DatabaseUnavailable, open_database
 
     settings = settings_for(bot)
     setup_logging(settings)
-    knowledge = _open_knowledge(settings)
-    # refuses to start on flow errors, with their positions
-    runtime = _load_runtime(settings, knowledge=knowledge)
-    api = create_app(settings, knowledge_service=knowledge, runtime=runtime)
-    api.state.bot_name = runtime.loaded.definition.bot.name
-    if knowledge is None:
-        api.state.knowledge_error = "no embedding model (see `voicebot models download`)"
+
+    async def check_database() -> None:
+        db = await open_database(settings.resolved_database_url)
+        await db.aclose()
+
+    try:
+        # Checked (and migrated) before the slow model loading: a wrong URL fails in a second.
+        asyncio.run(check_database())
+    except DatabaseUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if no_phone:
+        try:
+            definition = load_bot(settings.bot_dir, env=settings.flow_env()).definition
+        except FlowError as exc:
+            _print_issues(exc)
+            raise typer.Exit(1) from None
+        api = create_app(
+            settings,
+            queues=definition.queues,
+            default_queue=definition.bot.default_queue,
+            require_database=True,
+        )
+        api.state.bot_name = definition.bot.name
+        api.state.knowledge_error = "not loaded (--no-phone)"
+        api.state.knowledge = None
+    else:
+        knowledge = _open_knowledge(settings)
+        # refuses to start on flow errors, with their positions
+        runtime = _load_runtime(settings, knowledge=knowledge)
+        api = create_app(
+            settings, knowledge_service=knowledge, runtime=runtime, require_database=True
+        )
+        api.state.bot_name = runtime.loaded.definition.bot.name
+        if knowledge is None:
+            api.state.knowledge_error = "no embedding model (see `voicebot models download`)"
+    where = f"http://{host}:{port}"
     typer.echo(
-        f"voicebot {runtime.loaded.definition.bot.name}: http://{host}:{port}/docs, "
-        f"softphone at http://{host}:{port}/phone",
+        f"voicebot {api.state.bot_name}: {where}/docs, agent desktop at {where}/desktop"
+        + ("" if no_phone else f", softphone at {where}/phone"),
         err=True,
     )
-    uvicorn.run(api, host=host, port=port, log_config=None)
+    # No per-message compression on WebSockets: deflating every audio frame and every queue
+    # view costs more CPU than the bandwidth it saves on a contact centre's network.
+    uvicorn.run(api, host=host, port=port, log_config=None, ws_per_message_deflate=False)
 
 
 def main() -> None:

@@ -133,13 +133,13 @@ class _Checker:
 
     # -- names ------------------------------------------------------------------------------
 
-    def queue(self, name: str, path: PathKey, where: str) -> None:
+    def queue(self, name: str, path: PathKey, where: str, verb: str = "hands off") -> None:
         if name in self.broken:
             return
         if name not in self.bot.definition.queues and not ex.is_template(name):
             self.error(
                 path,
-                f"{where} hands off to queue '{name}', which is not defined"
+                f"{where} {verb} to queue '{name}', which is not defined"
                 + self._hint(name, self.bot.definition.queues),
             )
 
@@ -214,6 +214,18 @@ class _Checker:
             self.error(
                 ("bot",), "no queues are defined; a handoff needs at least one queue", warning=True
             )
+        for name, queue in d.queues.items():
+            if queue.overflow_to is not None:
+                self.queue(
+                    queue.overflow_to,
+                    ("queues", name, "overflow_to"),
+                    f"queue '{name}'",
+                    "overflows",
+                )
+                if queue.overflow_to == name:
+                    self.error(
+                        ("queues", name, "overflow_to"), f"queue '{name}' overflows to itself"
+                    )
         self.template(b.greeting, ("bot", "greeting"), "the greeting")
         for i, trigger in enumerate(b.triggers):
             path: PathKey = ("bot", "triggers", i)

@@ -526,6 +526,20 @@ class Queue(_Strict):
     # address (an outside ACD or PBX queue) instead of the built-in queues: a cold transfer
     # that carries the handoff id, queue and intent as SIP headers
     transfer: str | None = None
+    # extensions for the built-in queues: after `overflow_after` seconds of waiting a caller
+    # moves to the `overflow_to` queue (keeping their place by time waited); `aht_seconds` is
+    # the handle time the estimated wait assumes until the queue has history of its own
+    overflow_after: int | None = Field(default=None, gt=0)
+    overflow_to: str | None = None
+    aht_seconds: int = Field(default=180, gt=0, le=24 * 3600)
+
+    @model_validator(mode="after")
+    def _overflow_pair(self) -> Queue:
+        if (self.overflow_after is None) != (self.overflow_to is None):
+            raise PydanticCustomError(
+                "overflow", "'overflow_after' and 'overflow_to' go together: give both or neither"
+            )
+        return self
 
     @field_validator("transfer")
     @classmethod

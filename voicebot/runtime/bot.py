@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,9 @@ class BotRuntime:
     knowledge: KnowledgeBase
     handoffs: HandoffSink
     extra: dict[str, Any] = field(default_factory=dict)
+    # The built-in queues' live figures (``queue.<name>.*`` in flows), read before each turn;
+    # None when the queues are not running here (chat, tests: flows then see what was set).
+    queue_stats: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
 
     @classmethod
     def load(

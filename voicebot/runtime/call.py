@@ -7,6 +7,7 @@ text loop: a failure becomes the engine's apology and a handoff with reason ``te
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class CallRuntime:
         return lambda text: reply.add(Say(text))
 
     async def _drive(self, event: CallerEvent, reply: Reply) -> Reply:
+        await self._refresh_queue_stats()
         try:
             await self._perform(self.bot.engine.handle(self.state, event), reply)
         except Exception:
@@ -131,6 +133,17 @@ class CallRuntime:
         if self.state.ended:
             self.bot.brain.end_call(self.state)
         return reply
+
+    async def _refresh_queue_stats(self) -> None:
+        if self.bot.queue_stats is None:
+            return
+        try:
+            stats = await asyncio.wait_for(self.bot.queue_stats(), timeout=1.0)
+        except Exception as exc:
+            # Flows then see the last figures; a slow database must not delay the turn.
+            logger.warning("queue figures unavailable", extra={"detail": str(exc)})
+            return
+        self.state.queues.update({name: dict(figures) for name, figures in stats.items()})
 
     async def _perform(
         self, actions: list[BotAction], reply: Reply, *, follow_ups: bool = True

@@ -1,4 +1,4 @@
-"""``/health``: is the server up, and is its knowledge base usable."""
+"""``/health``: is the server up, and are its knowledge base, audio path and queues usable."""
 
 from __future__ import annotations
 
@@ -24,4 +24,22 @@ def health(request: Request) -> dict[str, Any]:
         if speech is not None
         else {"status": "off", "detail": str(getattr(state, "speech_error", "") or "")}
     )
-    return {"status": "ok", "bot": state.bot_name, "knowledge": knowledge, "audio": audio}
+    service = getattr(state, "queues", None)
+    queues: dict[str, Any] = (
+        {
+            "status": "ok",
+            "database": service.db.describe(),
+            "events": service.bus.describe(),
+            "node": service.node_id,
+            "desktops": len(state.hub.desktops) if state.hub is not None else 0,
+        }
+        if service is not None
+        else {"status": "off", "detail": str(getattr(state, "db_error", "") or "")}
+    )
+    return {
+        "status": "ok",
+        "bot": state.bot_name,
+        "knowledge": knowledge,
+        "audio": audio,
+        "queues": queues,
+    }

@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse
 from starlette.websockets import WebSocketState
 
 from voicebot.agent.voice_call import VoiceCall
+from voicebot.api.call_legs import CallerLeg, hold_music
 from voicebot.audio.files import CALL_SAMPLE_RATE
 from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
 from voicebot.handoff.packet import CallerInfo
@@ -86,13 +87,22 @@ async def _run_call(
         on_clear=lambda: outbox.put_nowait({"type": "clear"}),
     )
     number = caller if caller and _NUMBER.match(caller) else None
+    queues = getattr(websocket.app.state, "queues", None)
+
+    def on_event(event: dict[str, Any]) -> None:
+        # A handoff to the built-in queues does not end the softphone call: the caller waits
+        # on the line for an agent (see _wait_for_agent), so the bot's "ended" is held back.
+        if queues is not None and event.get("type") == "ended" and event.get("handoff"):
+            return
+        outbox.put_nowait(event)
+
     call = VoiceCall(
         runtime,
         speech,
         audio_in,
         audio_out,
-        caller=CallerInfo(number=number),
-        on_event=outbox.put_nowait,
+        caller=CallerInfo(number=number, attributes={"channel": "softphone"}),
+        on_event=on_event,
     )
     calls.add(call)
     sender = asyncio.create_task(_send_all(websocket, outbox), name="phone-sender")
@@ -107,10 +117,20 @@ async def _run_call(
             }
         )
         await call.start()
-        receiver = asyncio.create_task(_receive_all(websocket, call, audio_in, outbox))
+        route: dict[str, Any] = {"audio": audio_in.push, "keys": call.press_keys}
+        receiver = asyncio.create_task(_receive_all(websocket, route, outbox))
         ended = asyncio.create_task(call.wait_ended())
         await asyncio.wait({receiver, ended}, return_when=asyncio.FIRST_COMPLETED)
         ended.cancel()
+        packet = call.call.state.handoff
+        if queues is not None and packet is not None and not receiver.done():
+            await _wait_for_agent(websocket.app, queues, packet.id, route, receiver, outbox)
+        elif queues is not None and packet is not None:
+            entry_id = await queues.entry_for_handoff(packet.id)
+            if entry_id is not None:
+                await queues.abandon(entry_id)
+        elif queues is not None:
+            await _record(queues, call)
     except Exception:
         logger.exception("softphone call failed", extra={"call_id": call.call.state.call_id})
         outbox.put_nowait({"type": "error", "message": "the call failed; please call again"})
@@ -146,10 +166,74 @@ async def _send_all(
             return  # the browser went away; the receiver ends the call
 
 
+async def _record(queues: Any, call: VoiceCall) -> None:
+    """A call that ended without a handoff is stored too (its transcript is already masked)."""
+    try:
+        await queues.record_call(call.call.state, channel="softphone")
+    except Exception:
+        logger.exception("call not recorded", extra={"call_id": call.call.state.call_id})
+
+
+async def _wait_for_agent(
+    app: Any,
+    queues: Any,
+    handoff_id: str,
+    route: dict[str, Any],
+    receiver: asyncio.Task[None],
+    outbox: asyncio.Queue[bytes | dict[str, Any] | None],
+) -> None:
+    """The caller waits in the queue with hold music; an agent who accepts joins the audio
+    from the desktop. Hanging up abandons the entry (or ends the agent's call)."""
+    entry_id = await queues.entry_for_handoff(handoff_id)
+    if entry_id is None:  # spooled (database down): the caller was told; the line can close
+        outbox.put_nowait({"type": "ended", "reason": "handoff", "handoff": None})
+        return
+    assignment = await queues.assignment(entry_id)
+    stats = (await queues.stats()).get(assignment["queue"]) if assignment else None
+    leg = CallerLeg(entry_id, outbox.put_nowait)
+    app.state.legs.add(leg)
+    route["audio"] = leg.caller_audio
+    route["keys"] = lambda _digits: None
+    outbox.put_nowait(
+        {
+            "type": "queued",
+            "entry_id": entry_id,
+            "queue": assignment["queue"] if assignment else None,
+            "waiting": stats.waiting if stats else None,
+            "estimated_wait": stats.estimated_wait if stats else None,
+        }
+    )
+    hold = asyncio.create_task(_play_hold(leg, outbox))
+    finished = asyncio.create_task(leg.finished.wait())
+    try:
+        await asyncio.wait({receiver, finished}, return_when=asyncio.FIRST_COMPLETED)
+        if finished.done():
+            outbox.put_nowait({"type": "ended", "reason": "agent ended the call", "handoff": None})
+        else:
+            await queues.abandon(entry_id)
+    finally:
+        hold.cancel()
+        finished.cancel()
+        app.state.legs.remove(leg)
+
+
+async def _play_hold(leg: CallerLeg, outbox: asyncio.Queue[bytes | dict[str, Any] | None]) -> None:
+    """Hold music, paced in real time, until an agent is connected."""
+    music = hold_music()
+    chunk = CALL_SAMPLE_RATE * 2 // 10  # 100 ms
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    while not leg.connected.is_set():
+        offset = (sent * chunk) % len(music)
+        outbox.put_nowait(music[offset : offset + chunk])
+        sent += 1
+        await asyncio.sleep(max(0.0, start + sent * 0.1 - loop.time() - 0.2))
+
+
 async def _receive_all(
     websocket: WebSocket,
-    call: VoiceCall,
-    audio_in: QueueAudioInput,
+    route: dict[str, Any],
     outbox: asyncio.Queue[bytes | dict[str, Any] | None],
 ) -> None:
     def error(message: str) -> None:
@@ -169,7 +253,7 @@ async def _receive_all(
             elif len(data) % 2:
                 error("audio must be 16-bit PCM (an even number of bytes); this one was dropped")
             else:
-                audio_in.push(data)
+                route["audio"](data)
             continue
         text = message.get("text") or ""
         if len(text) > MAX_TEXT_MESSAGE:
@@ -184,7 +268,7 @@ async def _receive_all(
         if kind == "dtmf":
             digits = str(payload.get("digits", ""))
             if _DIGITS.match(digits):
-                call.press_keys(digits)
+                route["keys"](digits)
             else:
                 error("dtmf digits must be 0-9, *, # or A-D")
         elif kind == "hangup":

@@ -1,4 +1,4 @@
-// Microphone capture for the softphone, on the audio thread.
+// Microphone capture for the softphone and the agent desktop, on the audio thread.
 //
 // The server wants 16-bit mono PCM at 16 kHz; the AudioContext runs at the device rate
 // (48000 usually, 44100 on some machines). This processor low-passes, then resamples by

@@ -51,6 +51,8 @@
     lastTotalMs: null,
     errors: [], // server error messages and local failures (microphone, connection)
     micError: null,
+    queued: null, // after a handoff to a built-in queue: {entry_id, queue, waiting, estimated_wait}
+    agent: null, // "connected" once an agent has taken the call
   };
   window.phoneState = phoneState;
 
@@ -119,7 +121,7 @@
     Object.assign(phoneState, {
       connected: false, ended: false, endReason: null, handoff: null, callId: null,
       transcript: [], interim: "", botAudioBytes: 0, botState: null, callerState: null,
-      lastTotalMs: null, errors: [], micError: null,
+      lastTotalMs: null, errors: [], micError: null, queued: null, agent: null,
     });
     ui.transcript.replaceChildren();
     interimItem = null;
@@ -185,6 +187,8 @@
       case "timing": return showTiming(event);
       case "keys": ui.keys.textContent = event.digits || ""; return undefined;
       case "ended": return endCall(event.reason, event.handoff || null);
+      case "queued": return onQueued(event);
+      case "agent": phoneState.agent = event.state; return showCallStatus();
       case "error": return noteError(event.message || "error");
       default: return undefined; // newer server events are ignored, not fatal
     }
@@ -207,7 +211,7 @@
   // they join without gaps however unevenly the network delivers them.
   function playBotAudio(forCall, data) {
     phoneState.botAudioBytes += data.byteLength;
-    const samples = toFloatSamples(forCall, data);
+    const samples = window.VoicebotPcm.toFloatSamples(forCall, data);
     if (samples.length === 0) return;
     const audio = forCall.audio;
     const buffer = audio.createBuffer(1, samples.length, PCM_RATE); // resampled by the context
@@ -225,26 +229,6 @@
     source.onended = () => forCall.sources.delete(source);
   }
 
-  // Int16 LE bytes to floats in [-1, 1]. A message may end mid-sample; that byte is kept
-  // and joined to the next message.
-  function toFloatSamples(forCall, data) {
-    let bytes = new Uint8Array(data);
-    if (forCall.oddByte !== null) {
-      const joined = new Uint8Array(bytes.length + 1);
-      joined[0] = forCall.oddByte;
-      joined.set(bytes, 1);
-      bytes = joined;
-      forCall.oddByte = null;
-    }
-    if (bytes.length % 2 === 1) {
-      forCall.oddByte = bytes[bytes.length - 1];
-      bytes = bytes.subarray(0, bytes.length - 1);
-    }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const samples = new Float32Array(bytes.length / 2);
-    for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(2 * i, true) / 32768;
-    return samples;
-  }
 
   // The caller barged in: whatever the bot had still to say must stop now, not in a second.
   function stopBotAudio(forCall) {
@@ -344,8 +328,25 @@
     ui.status.textContent = text;
   }
 
+  // Handed to a built-in queue: the line stays open, with hold music, until an agent answers.
+  function onQueued(event) {
+    phoneState.queued = {
+      entry_id: event.entry_id, queue: event.queue, waiting: event.waiting,
+      estimated_wait: event.estimated_wait,
+    };
+    setKeypadEnabled(false);
+    showCallStatus();
+  }
+
   function showCallStatus() {
     if (call === null || !phoneState.connected) return;
+    if (phoneState.agent === "connected") return setStatus("In call — with an agent");
+    if (phoneState.queued) {
+      const wait = phoneState.queued.estimated_wait;
+      const minutes = typeof wait === "number" ? Math.max(1, Math.round(wait / 60)) : null;
+      const estimate = minutes === null ? "" : ` — about ${minutes} min`;
+      return setStatus(`Waiting for an agent (${phoneState.queued.queue})${estimate}`);
+    }
     if (phoneState.callerState === "speaking") return setStatus("In call — you are speaking");
     const states = { speaking: "bot speaking", thinking: "bot thinking" };
     setStatus(`In call — ${states[phoneState.botState] || "bot listening"}`);

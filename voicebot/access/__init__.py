@@ -1,0 +1,1 @@
+"""Who may do what: users (agents, supervisors, admins), passwords, sessions, the audit log."""

@@ -1,0 +1,262 @@
+"""The desktops connected to this node, and the events that reach them.
+
+Every node hears every queue event (events.py); the hub passes on those that concern its own
+connections: an offer to an agent signed in here, the live queue view to everyone here. Each
+connection has its own outbox and sender, so one slow browser never holds up another.
+
+One desktop per agent: a second tab (on any node) takes over, and the first is told so and
+closed with code 4001. When an agent's last desktop closes, the queue service moves an open
+offer on and flags a call in progress for supervisors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import WebSocket
+
+from voicebot.queues.events import Event
+from voicebot.queues.service import QueueService, has_skills
+
+logger = logging.getLogger("voicebot.api.desktop")
+
+REPLACED = 4001
+# Queue views are rebuilt at most this often, however many calls arrive: with a thousand
+# handoffs a second the desktops still get a fresh view four times a second.
+_VIEW_INTERVAL = 0.25
+_OUTBOX_LIMIT = 500
+
+
+def view_signature(views: list[dict[str, Any]]) -> str:
+    """A view without its clock-driven fields: equal signatures need not be sent again."""
+    stripped = [
+        {
+            **{k: v for k, v in view.items() if k not in ("oldest_wait", "entries")},
+            "entries": [
+                {k: v for k, v in entry.items() if k != "waited_seconds"}
+                for entry in view["entries"]
+            ],
+        }
+        for view in views
+    ]
+    return json.dumps(stripped, sort_keys=True, default=str)
+
+
+class Desktop:
+    def __init__(
+        self, websocket: WebSocket, agent_id: int, role: str, skills: dict[str, int]
+    ) -> None:
+        self.websocket = websocket
+        self.agent_id = agent_id
+        self.role = role
+        self.skills = skills
+        self.connection_id = uuid.uuid4().hex
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.replaced = False
+        self.last_view: str | None = None  # the queue view last sent, to skip repeats
+        self._sender = asyncio.create_task(self._send_all(), name="desktop-sender")
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_text(json.dumps(message, default=str))
+
+    def send_text(self, text: str, *, droppable: bool = False) -> None:
+        """Queue a message. Only queue views may be dropped, for a browser that stopped
+        reading: the next view replaces them, whereas a lost offer would expire unseen."""
+        if droppable and self.outbox.qsize() > _OUTBOX_LIMIT:
+            return
+        self.outbox.put_nowait(text)
+
+    async def _send_all(self) -> None:
+        while True:
+            text = await self.outbox.get()
+            if text is None:
+                return
+            try:
+                await self.websocket.send_text(text)
+            except Exception:
+                return
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.outbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._sender, timeout=2)
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=code, reason=reason)
+
+
+class DesktopHub:
+    def __init__(self, service: QueueService) -> None:
+        self.service = service
+        self.desktops: dict[int, Desktop] = {}
+        self._views_due = False
+        self._views_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        service.bus.subscribe(self.on_event)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def attach(self, desktop: Desktop) -> None:
+        previous = self.desktops.get(desktop.agent_id)
+        self.desktops[desktop.agent_id] = desktop
+        if previous is not None:
+            await self._replace(previous)
+        # Other nodes close this agent's desktops there.
+        await self.service.bus.publish(
+            {
+                "type": "desktop_opened",
+                "agent_id": desktop.agent_id,
+                "connection_id": desktop.connection_id,
+            }
+        )
+
+    async def _replace(self, desktop: Desktop) -> None:
+        desktop.replaced = True
+        desktop.send({"type": "replaced"})
+        await desktop.close(REPLACED, "the desktop was opened in another window")
+
+    async def detach(self, desktop: Desktop) -> None:
+        if self.desktops.get(desktop.agent_id) is desktop:
+            del self.desktops[desktop.agent_id]
+        await desktop.close()
+        if not desktop.replaced:
+            await self.service.desktop_gone(desktop.agent_id)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        kind = event.get("type")
+        agent_id = event.get("agent_id")
+        desktop = self.desktops.get(agent_id) if isinstance(agent_id, int) else None
+        if kind == "queue_changed" or kind == "agent_state":
+            self._schedule_views()
+        if kind == "flag":
+            for supervisor in self._supervisors():
+                supervisor.send(
+                    {"type": "flag", "entry_id": event.get("entry_id"), "reason": event["reason"]}
+                )
+        if desktop is None:
+            return
+        if kind == "desktop_opened" and event.get("connection_id") != desktop.connection_id:
+            del self.desktops[desktop.agent_id]
+            self._spawn(self._replace(desktop))
+        elif kind == "offer":
+            self._spawn(self._send_assignment(desktop, "offer", str(event["entry_id"])))
+        elif kind == "connected":
+            self._spawn(self._send_assignment(desktop, "connected", str(event["entry_id"])))
+        elif kind == "offer_withdrawn":
+            desktop.send(
+                {
+                    "type": "offer_withdrawn",
+                    "entry_id": event.get("entry_id"),
+                    "reason": event.get("reason"),
+                }
+            )
+        elif kind == "agent_state":
+            self._spawn(self._send_state(desktop, event.get("reason")))
+        elif kind == "caller_left":
+            desktop.send({"type": "caller_left", "entry_id": event.get("entry_id")})
+        elif kind == "wrap_up":
+            self._spawn(self._send_wrap_up(desktop, str(event["entry_id"])))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _supervisors(self) -> list[Desktop]:
+        return [d for d in self.desktops.values() if d.supervisor]
+
+    async def _send_assignment(self, desktop: Desktop, kind: str, entry_id: str) -> None:
+        assignment = await self.service.assignment(entry_id)
+        if assignment is None:
+            return
+        message: dict[str, Any] = {"type": kind, "assignment": assignment}
+        if kind == "offer":
+            message["expires_at"] = assignment["expires_at"]
+        desktop.send(message)
+
+    async def _send_state(self, desktop: Desktop, reason: Any) -> None:
+        snapshot = await self.service.agent_snapshot(desktop.agent_id)
+        if snapshot is None:
+            return
+        agent = snapshot["agent"]
+        desktop.send(
+            {
+                "type": "state",
+                "state": agent["state"],
+                "state_since": agent["state_since"],
+                "wrap_up_until": agent["wrap_up_until"],
+                "reason": reason,
+            }
+        )
+
+    async def _send_wrap_up(self, desktop: Desktop, entry_id: str) -> None:
+        snapshot = await self.service.agent_snapshot(desktop.agent_id)
+        until = snapshot["agent"]["wrap_up_until"] if snapshot else None
+        desktop.send({"type": "wrap_up", "entry_id": entry_id, "wrap_up_until": until})
+
+    # -- the live queue view -------------------------------------------------------------------
+
+    def _schedule_views(self) -> None:
+        self._views_due = True
+        if self.desktops and (self._views_task is None or self._views_task.done()):
+            self._views_task = asyncio.create_task(self._push_views(), name="queue-views")
+
+    async def _push_views(self) -> None:
+        while self._views_due and self.desktops:
+            self._views_due = False
+            try:
+                views = await self.service.queue_views()
+            except Exception:
+                logger.exception("queue view failed")
+                return
+            # Desktops with the same skills see the same view: each distinct view is encoded
+            # once, and sent only to desktops whose last view differs in more than the clock
+            # (the page counts waiting time on by itself).
+            encoded: dict[tuple[str, ...], tuple[str, str]] = {}
+            for desktop in list(self.desktops.values()):
+                shown = self.views_for(desktop, views)
+                key = tuple(view["name"] for view in shown)
+                if key not in encoded:
+                    encoded[key] = (
+                        json.dumps({"type": "queues", "queues": shown}, default=str),
+                        view_signature(shown),
+                    )
+                text, signature = encoded[key]
+                if desktop.last_view != signature:
+                    desktop.last_view = signature
+                    desktop.send_text(text, droppable=True)
+            await asyncio.sleep(_VIEW_INTERVAL)
+
+    def views_for(self, desktop: Desktop, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if desktop.supervisor:
+            return views
+        return [
+            view
+            for view in views
+            if has_skills(
+                desktop.skills,
+                self.service.queues[view["name"]].skills
+                if view["name"] in self.service.queues
+                else [],
+            )
+        ]
+
+    async def aclose(self) -> None:
+        for desktop in list(self.desktops.values()):
+            desktop.replaced = True  # shutting down is not the agent leaving
+            await desktop.close(1001, "server stopping")
+        self.desktops.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._views_task is not None:
+            self._views_task.cancel()

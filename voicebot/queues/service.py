@@ -1,0 +1,1045 @@
+"""The ACD: queue entries, agents and their states, routing, offers, wrap-up, overflow, stats.
+
+Routing: the waiting entry with the highest priority, then the longest wait, is offered to the
+longest-idle available agent who has all of its skills. An offer not accepted within
+``offer_timeout`` goes back to the queue at its place and the agent is set away. A declined
+entry is not offered to the same agent again for ``_DECLINE_COOLDOWN`` seconds.
+
+Every change is one database transaction. With several nodes on PostgreSQL, routing locks the
+rows it matches with ``FOR UPDATE SKIP LOCKED``: two nodes dispatching at once match disjoint
+entries and agents, so an entry is offered to one agent by one node. Accepting is a conditional
+update of an entry still offered to that agent, so it succeeds exactly once. Events go out
+after the commit (see events.py), so a desktop never hears of a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from voicebot.engine.state import CallState
+from voicebot.flows.schema import Queue
+from voicebot.handoff.packet import CallerInfo, HandoffPacket, TranscriptLine
+from voicebot.privacy.masking import mask_value
+from voicebot.queues.erlang import WaitInputs, estimate_wait
+from voicebot.queues.events import Event, EventBus
+from voicebot.store.db import Database
+from voicebot.store.models import (
+    Agent,
+    AgentStateChange,
+    Call,
+    Callback,
+    Disposition,
+    Handoff,
+    Offer,
+    QueueEntry,
+    Turn,
+)
+
+logger = logging.getLogger("voicebot.queues")
+
+PRIORITY_SCORE = {"low": 0, "normal": 10, "high": 20, "urgent": 30}
+# VIP and anger each lift a call half a band: a VIP at normal is served before other normal
+# calls but after high ones; an angry VIP at normal ranks with high.
+VIP_BONUS = 5
+ANGER_BONUS = 5
+_DECLINE_COOLDOWN = 30.0
+_ARRIVAL_WINDOW = 1800.0  # seconds of arrivals the estimated wait looks at
+_AHT_SAMPLES = 50
+_MIN_AHT_SAMPLES = 5
+# Figures are recomputed at most twice a second however many events arrive: the desktops'
+# queue views and every caller turn read them.
+_STATS_TTL = 0.5
+IN_QUEUE = ("waiting", "offered")
+STAFFED = ("available", "offered", "busy", "wrap_up")
+WRAP_UP_CODES = ("resolved", "follow_up", "escalated", "callback_promised", "no_answer", "other")
+
+
+class QueueError(Exception):
+    """A request that cannot be carried out in the entry's or agent's current state."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def priority_score(packet: HandoffPacket, anger_threshold: float) -> int:
+    score = PRIORITY_SCORE.get(packet.priority, 10)
+    if packet.caller.vip:
+        score += VIP_BONUS
+    if packet.sentiment.anger >= anger_threshold:
+        score += ANGER_BONUS
+    return score
+
+
+def has_skills(agent_skills: Mapping[str, int], needed: Iterable[str]) -> bool:
+    return all(agent_skills.get(skill, 0) > 0 for skill in needed)
+
+
+@dataclass
+class QueueStats:
+    name: str
+    waiting: int
+    agents_available: int
+    agents_staffed: int
+    oldest_wait: float | None
+    estimated_wait: float | None
+    aht: float
+    arrivals: int
+
+    def for_flows(self) -> dict[str, Any]:
+        """What flows see as ``queue.<name>``."""
+        return {
+            "waiting": self.waiting,
+            "agents_available": self.agents_available,
+            "agents_staffed": self.agents_staffed,
+            "estimated_wait": None if self.estimated_wait is None else round(self.estimated_wait),
+        }
+
+
+class QueueService:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        queues: Mapping[str, Queue],
+        *,
+        default_queue: str | None = None,
+        offer_timeout: float = 15.0,
+        wrap_up_seconds: float = 30.0,
+        anger_threshold: float = 0.7,
+        node_id: str | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.queues = dict(queues)
+        self.default_queue = default_queue or (
+            "general" if "general" in self.queues else next(iter(self.queues), "general")
+        )
+        self.offer_timeout = offer_timeout
+        self.wrap_up_seconds = wrap_up_seconds
+        self.anger_threshold = anger_threshold
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.clock = clock
+        self._dispatch_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stats_cache: tuple[float, dict[str, QueueStats]] | None = None
+        bus.subscribe(self._on_event)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self._loop_task = asyncio.create_task(self._run(), name="acd")
+
+    async def aclose(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.bus.aclose()
+
+    async def _publish(self, event: Event) -> None:
+        await self.bus.publish({**event, "node": self.node_id})
+
+    def _on_event(self, event: Event) -> None:
+        # This node routed already after its own changes. Another node's change may have found
+        # rows this node held locked at that moment (SKIP LOCKED passes them over), so it is
+        # worth one more routing round here; many events in a burst make one round.
+        if event.get("node") == self.node_id:
+            return
+        kind = event.get("type")
+        if kind == "queue_changed" or (kind == "agent_state" and event.get("state") == "available"):
+            self._wake.set()
+
+    def _changed(self) -> None:
+        """A call or an agent came free here: route on the next loop iteration."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        """Dispatch when woken (new entry, free agent), and sweep once a second."""
+        last_sweep = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            try:
+                if time.monotonic() - last_sweep >= 1.0:
+                    last_sweep = time.monotonic()
+                    await self.sweep()
+                await self.dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database may be briefly unreachable; the next round tries again.
+                logger.exception("queue dispatch failed; retrying")
+                await asyncio.sleep(1.0)
+
+    # -- calls join the queue ------------------------------------------------------------------
+
+    def resolve_queue(self, name: str) -> str:
+        if name in self.queues or not self.queues:
+            return name
+        logger.warning(
+            "handoff to an unknown queue; using the default queue",
+            extra={"queue": name, "detail": self.default_queue},
+        )
+        return self.default_queue
+
+    async def enqueue(
+        self,
+        packet: HandoffPacket,
+        *,
+        channel: str | None = None,
+        audio_node: str | None = None,
+    ) -> str:
+        """Write the call, its turns, the handoff and the queue entry in one transaction.
+
+        Delivering the same packet twice (a retried write) queues it once; the entry id is
+        returned either way.
+        """
+        now = self.clock()
+        queue = self.resolve_queue(packet.queue)
+        channel = channel or str(packet.caller.attributes.get("channel") or "unknown")
+        async with self.db.transaction() as session:
+            existing = await session.scalar(
+                select(QueueEntry.id).where(QueueEntry.handoff_id == packet.id)
+            )
+            if existing is not None:
+                return existing
+            await self._write_call(
+                session,
+                call_id=packet.call_id,
+                caller=packet.caller,
+                intent=packet.intent.name,
+                transcript=packet.transcript,
+                started=packet.transcript[0].at if packet.transcript else packet.created_at,
+                channel=channel,
+                outcome="handoff",
+            )
+            session.add(
+                Handoff(
+                    id=packet.id,
+                    call_id=packet.call_id,
+                    created_at=packet.created_at,
+                    queue=queue,
+                    priority=packet.priority,
+                    reason=packet.reason,
+                    intent=packet.intent.name,
+                    packet=packet.model_dump(mode="json"),
+                )
+            )
+            # Flushed parent first: with no relationship() between the tables, the unit of work
+            # does not order the inserts by foreign key.
+            await session.flush()
+            entry = QueueEntry(
+                id=uuid.uuid4().hex,
+                handoff_id=packet.id,
+                call_id=packet.call_id,
+                kind="callback" if packet.callback else "call",
+                queue=queue,
+                original_queue=queue,
+                skills=sorted({*self._queue_skills(queue), *packet.skills}),
+                priority=priority_score(packet, self.anger_threshold),
+                # A callback keeps the place the caller had when they asked for it.
+                enqueued_at=packet.callback.requested_at if packet.callback else now,
+                status="waiting",
+                callback_number=packet.callback.number if packet.callback else None,
+                audio_node=audio_node,
+            )
+            session.add(entry)
+            if packet.callback:
+                await session.flush()
+                session.add(
+                    Callback(
+                        entry_id=entry.id,
+                        handoff_id=packet.id,
+                        number=packet.callback.number,
+                        requested_at=packet.callback.requested_at,
+                    )
+                )
+            entry_id = entry.id
+        logger.info(
+            "call queued",
+            extra={"handoff_id": packet.id, "queue": queue, "call_id": packet.call_id},
+        )
+        # Routed here at once, before any other event goes out: the screen pop comes first.
+        await self.dispatch()
+        await self._publish({"type": "queue_changed", "queue": queue})
+        return entry_id
+
+    async def record_call(self, state: CallState, *, channel: str) -> None:
+        """Store a call that ended without a handoff: who called, its transcript, how it ended
+        (its disposition from the flow), for reporting and audit."""
+        async with self.db.transaction() as session:
+            call = await self._write_call(
+                session,
+                call_id=state.call_id,
+                caller=state.caller,
+                intent=state.intent,
+                transcript=state.transcript,
+                started=state.transcript[0].at if state.transcript else self.clock(),
+                channel=channel,
+                outcome="ended",
+            )
+            call.ended_at = self.clock()
+            call.disposition = state.disposition
+
+    async def _write_call(
+        self,
+        session: AsyncSession,
+        *,
+        call_id: str,
+        caller: CallerInfo,
+        intent: str | None,
+        transcript: list[TranscriptLine],
+        started: dt.datetime,
+        channel: str,
+        outcome: str,
+    ) -> Call:
+        call = await session.get(Call, call_id)
+        stored = 0
+        if call is None:
+            call = Call(id=call_id, started_at=started, channel=channel)
+            session.add(call)
+            await session.flush()  # the call before its turns (see enqueue)
+        else:  # a call stored before (an earlier handoff): add only the newer lines
+            stored = (
+                await session.scalar(
+                    select(func.count()).select_from(Turn).where(Turn.call_id == call_id)
+                )
+            ) or 0
+        call.caller_number = caller.number
+        call.caller_name = caller.name
+        call.vip = caller.vip
+        call.intent = intent
+        call.outcome = outcome
+        for seq, line in enumerate(transcript[stored:], start=stored):
+            session.add(
+                Turn(
+                    call_id=call_id,
+                    seq=seq,
+                    role=line.role,
+                    text=line.text,
+                    at=line.at,
+                    intent=line.intent,
+                )
+            )
+        return call
+
+    def _queue_skills(self, queue: str) -> list[str]:
+        config = self.queues.get(queue)
+        return list(config.skills) if config else []
+
+    # -- routing -------------------------------------------------------------------------------
+
+    async def dispatch(self) -> int:
+        """Offer waiting entries to free agents until nothing more matches; returns offers."""
+        total = 0
+        async with self._dispatch_lock:
+            while True:
+                offers = await self._dispatch_once()
+                for entry_id, agent_id, _queue, expires in offers:
+                    await self._publish(
+                        {
+                            "type": "offer",
+                            "entry_id": entry_id,
+                            "agent_id": agent_id,
+                            "expires_at": expires.isoformat(),
+                        }
+                    )
+                    await self._publish_state(agent_id, "offered")
+                for queue in {o[2] for o in offers}:
+                    await self._publish({"type": "queue_changed", "queue": queue})
+                total += len(offers)
+                if not offers:
+                    return total
+
+    async def _dispatch_once(self) -> list[tuple[str, int, str, dt.datetime]]:
+        now = self.clock()
+        async with self.db.transaction() as session:
+            agents = list(
+                (
+                    await session.scalars(
+                        select(Agent)
+                        .where(Agent.state == "available", Agent.active.is_(True))
+                        .order_by(Agent.idle_since.asc().nulls_first(), Agent.id)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
+            if not agents:
+                return []
+            queues = (
+                await session.scalars(
+                    select(QueueEntry.queue).where(QueueEntry.status == "waiting").distinct()
+                )
+            ).all()
+            candidates: list[QueueEntry] = []
+            for queue in queues:
+                candidates += (
+                    await session.scalars(
+                        select(QueueEntry)
+                        .where(QueueEntry.status == "waiting", QueueEntry.queue == queue)
+                        .order_by(QueueEntry.priority.desc(), QueueEntry.enqueued_at.asc())
+                        .limit(len(agents))
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            if not candidates:
+                return []
+            candidates.sort(key=lambda e: (-e.priority, e.enqueued_at))
+            cooldown = now - dt.timedelta(seconds=_DECLINE_COOLDOWN)
+            declined = {
+                (row.entry_id, row.agent_id)
+                for row in (
+                    await session.execute(
+                        select(Offer.entry_id, Offer.agent_id).where(
+                            Offer.entry_id.in_([e.id for e in candidates]),
+                            Offer.outcome == "declined",
+                            Offer.decided_at > cooldown,
+                        )
+                    )
+                ).all()
+            }
+            free = list(agents)
+            offers: list[tuple[str, int, str, dt.datetime]] = []
+            expires = now + dt.timedelta(seconds=self.offer_timeout)
+            for entry in candidates:
+                agent = next(
+                    (
+                        a
+                        for a in free
+                        if has_skills(a.skills, entry.skills) and (entry.id, a.id) not in declined
+                    ),
+                    None,
+                )
+                if agent is None:
+                    continue
+                free.remove(agent)
+                entry.status = "offered"
+                entry.offered_to = agent.id
+                entry.offered_at = now
+                entry.offer_expires_at = expires
+                self._set_state(session, agent, "offered", now)
+                session.add(Offer(entry_id=entry.id, agent_id=agent.id, offered_at=now))
+                offers.append((entry.id, agent.id, entry.queue, expires))
+                if not free:
+                    break
+            return offers
+
+    # -- what agents do ------------------------------------------------------------------------
+
+    async def accept(self, agent_id: int, entry_id: str) -> None:
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry, agent = await self._offer_for_update(session, entry_id, agent_id)
+            entry.status = "connected"
+            entry.agent_id = agent_id
+            entry.connected_at = now
+            entry.offer_expires_at = None
+            self._set_state(session, agent, "busy", now)
+            await self._decide_offer(session, entry_id, agent_id, "accepted", now)
+            queue = entry.queue
+        await self._publish({"type": "connected", "entry_id": entry_id, "agent_id": agent_id})
+        await self._publish_state(agent_id, "busy")
+        await self._publish({"type": "queue_changed", "queue": queue})
+
+    async def decline(
+        self, agent_id: int, entry_id: str, *, outcome: str = "declined", away: bool = False
+    ) -> None:
+        """The agent turns the offer down; the entry goes back to its place in the queue."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry, agent = await self._offer_for_update(session, entry_id, agent_id)
+            self._requeue(entry)
+            # A decline leaves the agent free (keeping their idle time); a missed offer or a
+            # closed desktop means nobody is there, so they are set away.
+            reason = {"expired": "offer not answered", "withdrawn": "desktop closed"}.get(outcome)
+            self._set_state(session, agent, "away" if away else "available", now, reason=reason)
+            await self._decide_offer(session, entry_id, agent_id, outcome, now)
+            queue = entry.queue
+        await self._publish(
+            {
+                "type": "offer_withdrawn",
+                "entry_id": entry_id,
+                "agent_id": agent_id,
+                "reason": reason or "declined",
+            }
+        )
+        self._changed()
+        await self._publish_state(agent_id, "away" if away else "available", reason=reason)
+        await self._publish({"type": "queue_changed", "queue": queue})
+
+    async def end(self, agent_id: int, entry_id: str, *, reason: str = "agent ended") -> None:
+        """The conversation is over: the agent goes to (timed) wrap-up."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await self._entry_for_update(session, entry_id)
+            if entry.agent_id != agent_id or entry.status != "connected":
+                raise QueueError("this call is not connected to you")
+            agent = await self._agent_for_update(session, agent_id)
+            self._finish_talk(session, entry, agent, now, reason)
+        await self._publish_state(agent_id, "wrap_up")
+        await self._publish({"type": "wrap_up", "entry_id": entry_id, "agent_id": agent_id})
+
+    def _finish_talk(
+        self, session: AsyncSession, entry: QueueEntry, agent: Agent, now: dt.datetime, reason: str
+    ) -> None:
+        entry.status = "wrap_up"
+        entry.ended_at = now
+        entry.end_reason = reason
+        until = now + dt.timedelta(seconds=self.wrap_up_seconds) if self.wrap_up_seconds else None
+        entry.wrap_up_until = until
+        self._set_state(session, agent, "wrap_up", now)
+        agent.wrap_up_until = until
+
+    async def wrap_up(self, agent_id: int, entry_id: str, code: str, notes: str = "") -> None:
+        """The disposition is saved and the agent is free for the next call."""
+        if code not in WRAP_UP_CODES:
+            raise QueueError(
+                f"the wrap-up code must be one of {', '.join(WRAP_UP_CODES)}", status=422
+            )
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await self._entry_for_update(session, entry_id)
+            if entry.agent_id != agent_id or entry.status not in ("wrap_up", "done"):
+                raise QueueError("this call is not in wrap-up with you")
+            agent = await self._agent_for_update(session, agent_id)
+            session.add(
+                Disposition(entry_id=entry_id, agent_id=agent_id, code=code, notes=notes, at=now)
+            )
+            call = await session.get(Call, entry.call_id)
+            if call is not None:
+                call.disposition = code
+                call.ended_at = call.ended_at or entry.ended_at
+            entry.status = "done"
+            if agent.state == "wrap_up":
+                self._set_state(session, agent, "available", now)
+                agent.wrap_up_until = None
+                agent.idle_since = now
+            free = agent.state == "available"
+        if free:
+            await self._publish_state(agent_id, "available")
+
+    async def start_callback(self, agent_id: int, entry_id: str) -> str:
+        """Marks a callback as started by the agent; returns the number to dial."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await self._entry_for_update(session, entry_id)
+            if entry.agent_id != agent_id or entry.kind != "callback":
+                raise QueueError("this callback is not yours")
+            callback = await session.scalar(select(Callback).where(Callback.entry_id == entry_id))
+            if callback is None:
+                raise QueueError("no callback is recorded for this entry", status=404)
+            callback.status = "started"
+            callback.started_at = now
+            callback.agent_id = agent_id
+            return callback.number
+
+    async def set_state(self, agent_id: int, state: str, *, reason: str | None = None) -> str:
+        """available / away / offline, as the agent asks; returns the state they are in."""
+        if state not in ("available", "away", "offline"):
+            raise QueueError(f"an agent cannot set the state '{state}'", status=422)
+        now = self.clock()
+        withdraw: str | None = None
+        async with self.db.transaction() as session:
+            agent = await self._agent_for_update(session, agent_id)
+            if agent.state == state:
+                return state
+            if agent.state == "busy":
+                raise QueueError("end the call before changing state")
+            if agent.state == "offered":
+                if state == "available":
+                    return agent.state
+                withdraw = await session.scalar(
+                    select(QueueEntry.id).where(
+                        QueueEntry.offered_to == agent_id, QueueEntry.status == "offered"
+                    )
+                )
+            if agent.state == "wrap_up":
+                await self._close_wrap_up(session, agent_id, now)
+                agent.wrap_up_until = None
+            if withdraw is None:
+                self._set_state(session, agent, state, now, reason=reason)
+                if state == "available":
+                    agent.idle_since = now
+        if withdraw is not None:
+            await self.decline(agent_id, withdraw, outcome="withdrawn", away=True)
+            if state == "offline":
+                return await self.set_state(agent_id, "offline", reason=reason)
+            return "away"
+        await self._publish_state(agent_id, state, reason=reason)
+        return state
+
+    async def desktop_gone(self, agent_id: int) -> None:
+        """The agent's last desktop closed: nobody can take an offer, so it moves on; a call in
+        progress is flagged for supervisors (the audio may go on, on the phone)."""
+        async with self.db.session() as session:
+            agent = await session.get(Agent, agent_id)
+            state = agent.state if agent else None
+        if state in ("available", "offered"):
+            await self.set_state(agent_id, "away", reason="desktop closed")
+        elif state == "busy":
+            async with self.db.transaction() as session:
+                entry = await session.scalar(
+                    select(QueueEntry).where(
+                        QueueEntry.agent_id == agent_id, QueueEntry.status == "connected"
+                    )
+                )
+                if entry is None:
+                    return
+                entry.flag = "the agent's desktop closed during the call"
+                entry_id, queue = entry.id, entry.queue
+            logger.warning("agent desktop closed during a call", extra={"detail": entry_id})
+            await self._publish(
+                {
+                    "type": "flag",
+                    "entry_id": entry_id,
+                    "agent_id": agent_id,
+                    "queue": queue,
+                    "reason": "the agent's desktop closed during the call",
+                }
+            )
+
+    # -- the caller leaves ---------------------------------------------------------------------
+
+    async def abandon(self, entry_id: str, *, reason: str = "caller hung up") -> str | None:
+        """The caller hung up. Waiting: the entry is abandoned. Offered: the offer is withdrawn
+        and the agent is free again. Connected: the agent goes to wrap-up. Returns the status
+        the entry had, or None when it was no longer active."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await session.get(QueueEntry, entry_id, with_for_update=True)
+            if entry is None or entry.status not in ("waiting", "offered", "connected"):
+                return None
+            previous, agent_id, queue = entry.status, entry.offered_to, entry.queue
+            if previous in ("waiting", "offered"):
+                entry.status = "abandoned"
+                entry.ended_at = now
+                entry.end_reason = reason
+                call = await session.get(Call, entry.call_id)
+                if call is not None:
+                    call.outcome = "abandoned"
+                    call.ended_at = now
+            if previous == "offered" and agent_id is not None:
+                agent = await self._agent_for_update(session, agent_id)
+                self._set_state(session, agent, "available", now)
+                await self._decide_offer(session, entry_id, agent_id, "withdrawn", now)
+            if previous == "connected":
+                agent_id = entry.agent_id
+                assert agent_id is not None
+                agent = await self._agent_for_update(session, agent_id)
+                self._finish_talk(session, entry, agent, now, reason)
+        logger.info("caller left the queue", extra={"detail": f"{entry_id} ({previous})"})
+        if previous == "offered" and agent_id is not None:
+            await self._publish(
+                {
+                    "type": "offer_withdrawn",
+                    "entry_id": entry_id,
+                    "agent_id": agent_id,
+                    "reason": reason,
+                }
+            )
+            await self._publish_state(agent_id, "available")
+        if previous == "connected" and agent_id is not None:
+            await self._publish({"type": "caller_left", "entry_id": entry_id, "agent_id": agent_id})
+            await self._publish_state(agent_id, "wrap_up")
+        await self._publish({"type": "queue_changed", "queue": queue})
+        return previous
+
+    async def entry_for_handoff(self, handoff_id: str) -> str | None:
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(QueueEntry.id).where(QueueEntry.handoff_id == handoff_id)
+            )
+
+    # -- the once-a-second sweep ---------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expired offers move on, timed wrap-ups end, long waits overflow."""
+        now = self.clock()
+        async with self.db.session() as session:
+            expired = (
+                await session.execute(
+                    select(QueueEntry.id, QueueEntry.offered_to).where(
+                        QueueEntry.status == "offered", QueueEntry.offer_expires_at <= now
+                    )
+                )
+            ).all()
+            wrapped = (
+                await session.scalars(
+                    select(Agent.id).where(Agent.state == "wrap_up", Agent.wrap_up_until <= now)
+                )
+            ).all()
+        for entry_id, agent_id in expired:
+            if agent_id is None:
+                continue
+            try:
+                await self.decline(agent_id, entry_id, outcome="expired", away=True)
+                logger.info("offer not answered; agent set away", extra={"detail": entry_id})
+            except QueueError:
+                pass  # accepted or withdrawn meanwhile
+        for agent_id in wrapped:
+            await self._end_wrap_up(agent_id, now)
+        await self._overflow(now)
+
+    async def _end_wrap_up(self, agent_id: int, now: dt.datetime) -> None:
+        async with self.db.transaction() as session:
+            agent = await session.get(Agent, agent_id, with_for_update=True)
+            if agent is None or agent.state != "wrap_up":
+                return
+            if agent.wrap_up_until is None or agent.wrap_up_until > now:
+                return
+            await self._close_wrap_up(session, agent_id, now)
+            self._set_state(session, agent, "available", now, reason="wrap-up time over")
+            agent.wrap_up_until = None
+            agent.idle_since = now
+        await self._publish_state(agent_id, "available", reason="wrap-up time over")
+
+    async def _close_wrap_up(self, session: AsyncSession, agent_id: int, now: dt.datetime) -> None:
+        entries = (
+            await session.scalars(
+                select(QueueEntry).where(
+                    QueueEntry.agent_id == agent_id, QueueEntry.status == "wrap_up"
+                )
+            )
+        ).all()
+        for entry in entries:
+            entry.status = "done"
+
+    async def _overflow(self, now: dt.datetime) -> None:
+        moved: set[str] = set()
+        for name, config in self.queues.items():
+            if config.overflow_after is None or config.overflow_to is None:
+                continue
+            target = config.overflow_to
+            cutoff = now - dt.timedelta(seconds=config.overflow_after)
+            async with self.db.transaction() as session:
+                entries = (
+                    await session.scalars(
+                        select(QueueEntry)
+                        .where(
+                            QueueEntry.status == "waiting",
+                            QueueEntry.queue == name,
+                            QueueEntry.enqueued_at <= cutoff,
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for entry in entries:
+                    entry.queue = target
+                    entry.skills = sorted(
+                        {*self._queue_skills(target)}
+                        | (set(entry.skills) - set(self._queue_skills(name)))
+                    )
+                    entry.overflowed_at = now
+                if entries:
+                    moved |= {name, target}
+                    logger.info(
+                        "calls overflowed",
+                        extra={"queue": name, "detail": f"{len(entries)} to {target}"},
+                    )
+        for queue in moved:
+            await self._publish({"type": "queue_changed", "queue": queue})
+        if moved:
+            self._changed()
+
+    # -- figures -------------------------------------------------------------------------------
+
+    async def stats(self, *, max_age: float = _STATS_TTL) -> dict[str, QueueStats]:
+        """Every queue's figures, reused for ``max_age`` seconds (flows read them every turn)."""
+        cached = self._stats_cache
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        now = self.clock()
+        window_start = now - dt.timedelta(seconds=_ARRIVAL_WINDOW)
+        async with self.db.session() as session:
+            waiting_rows = (
+                await session.execute(
+                    select(QueueEntry.queue, func.count(), func.min(QueueEntry.enqueued_at))
+                    .where(QueueEntry.status.in_(IN_QUEUE))
+                    .group_by(QueueEntry.queue)
+                )
+            ).all()
+            arrivals = dict(
+                (
+                    await session.execute(
+                        select(QueueEntry.original_queue, func.count())
+                        .where(QueueEntry.enqueued_at >= window_start)
+                        .group_by(QueueEntry.original_queue)
+                    )
+                ).all()
+            )
+            agents = (
+                await session.execute(
+                    select(Agent.state, Agent.skills).where(
+                        Agent.state.in_(STAFFED), Agent.active.is_(True)
+                    )
+                )
+            ).all()
+            handled = (
+                await session.execute(
+                    select(QueueEntry.queue, QueueEntry.connected_at, QueueEntry.ended_at)
+                    .where(QueueEntry.ended_at.is_not(None), QueueEntry.connected_at.is_not(None))
+                    .order_by(QueueEntry.ended_at.desc())
+                    .limit(_AHT_SAMPLES * max(1, len(self.queues)))
+                )
+            ).all()
+        waiting = {row[0]: (int(row[1]), row[2]) for row in waiting_rows}
+        result: dict[str, QueueStats] = {}
+        for name in sorted(set(self.queues) | set(waiting)):
+            skills = self._queue_skills(name)
+            staffed = sum(1 for state, agent_skills in agents if has_skills(agent_skills, skills))
+            available = sum(
+                1
+                for state, agent_skills in agents
+                if state == "available" and has_skills(agent_skills, skills)
+            )
+            talk = [
+                (ended - connected).total_seconds()
+                for queue, connected, ended in handled
+                if queue == name and connected is not None and ended is not None
+            ][:_AHT_SAMPLES]
+            config = self.queues.get(name)
+            if len(talk) >= _MIN_AHT_SAMPLES:
+                aht = sum(talk) / len(talk) + self.wrap_up_seconds
+            else:
+                aht = float(config.aht_seconds if config else 180)
+            count, oldest = waiting.get(name, (0, None))
+            estimate = estimate_wait(
+                WaitInputs(
+                    arrivals=int(arrivals.get(name, 0)),
+                    window_s=_ARRIVAL_WINDOW,
+                    aht_s=aht,
+                    agents_staffed=staffed,
+                    agents_available=available,
+                    position=count + 1,
+                )
+            )
+            result[name] = QueueStats(
+                name=name,
+                waiting=count,
+                agents_available=available,
+                agents_staffed=staffed,
+                oldest_wait=(now - oldest).total_seconds() if oldest else None,
+                estimated_wait=estimate,
+                aht=aht,
+                arrivals=int(arrivals.get(name, 0)),
+            )
+        self._stats_cache = (time.monotonic(), result)
+        return result
+
+    async def flow_stats(self) -> dict[str, dict[str, Any]]:
+        return {name: stats.for_flows() for name, stats in (await self.stats()).items()}
+
+    async def queue_views(
+        self, names: Iterable[str] | None = None, *, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        """The live queue view of the desktop: figures and the first entries of each queue.
+        Views are built at most four times a second, so their figures are (nearly) fresh."""
+        stats = await self.stats(max_age=0.1)
+        wanted = sorted(set(names) if names is not None else set(stats))
+        now = self.clock()
+        views: list[dict[str, Any]] = []
+        async with self.db.session() as session:
+            for name in wanted:
+                figures = stats.get(name)
+                rows = (
+                    await session.execute(
+                        select(QueueEntry, Handoff.intent, Handoff.packet["caller"])
+                        .join(Handoff, Handoff.id == QueueEntry.handoff_id)
+                        .where(QueueEntry.queue == name, QueueEntry.status.in_(IN_QUEUE))
+                        .order_by(QueueEntry.priority.desc(), QueueEntry.enqueued_at.asc())
+                        .limit(limit)
+                    )
+                ).all()
+                entries = [
+                    {
+                        "entry_id": entry.id,
+                        "position": position,
+                        "kind": entry.kind,
+                        "priority": priority_label(entry.priority),
+                        "waited_seconds": round((now - entry.enqueued_at).total_seconds(), 1),
+                        "intent": intent,
+                        "caller": _caller_label(caller),
+                        "status": entry.status,
+                    }
+                    for position, (entry, intent, caller) in enumerate(rows, start=1)
+                ]
+                views.append(
+                    {
+                        "name": name,
+                        "waiting": figures.waiting if figures else 0,
+                        "agents_available": figures.agents_available if figures else 0,
+                        "agents_staffed": figures.agents_staffed if figures else 0,
+                        "oldest_wait": figures.oldest_wait if figures else None,
+                        "estimated_wait": figures.estimated_wait if figures else None,
+                        "entries": entries,
+                    }
+                )
+        return views
+
+    async def assignment(self, entry_id: str, *, for_agent: bool = True) -> dict[str, Any] | None:
+        """An entry with its packet, as the desktop's screen pop shows it."""
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(QueueEntry, Handoff.packet)
+                    .join(Handoff, Handoff.id == QueueEntry.handoff_id)
+                    .where(QueueEntry.id == entry_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        entry, packet = row
+        return {
+            "entry_id": entry.id,
+            "kind": entry.kind,
+            "queue": entry.queue,
+            "status": entry.status,
+            "priority": priority_label(entry.priority),
+            "priority_score": entry.priority,
+            "enqueued_at": entry.enqueued_at.isoformat(),
+            "waited_seconds": round((self.clock() - entry.enqueued_at).total_seconds(), 1),
+            "audio_url": f"/api/desktop/audio/{entry.id}" if entry.audio_node else None,
+            "audio_node": entry.audio_node,
+            "callback_number": entry.callback_number if for_agent else None,
+            "expires_at": entry.offer_expires_at.isoformat() if entry.offer_expires_at else None,
+            "flag": entry.flag,
+            "packet": packet,
+        }
+
+    async def agent_snapshot(self, agent_id: int) -> dict[str, Any] | None:
+        async with self.db.session() as session:
+            agent = await session.get(Agent, agent_id)
+            if agent is None:
+                return None
+            current = await session.scalar(
+                select(QueueEntry.id)
+                .where(
+                    ((QueueEntry.offered_to == agent_id) & (QueueEntry.status == "offered"))
+                    | (
+                        (QueueEntry.agent_id == agent_id)
+                        & QueueEntry.status.in_(("connected", "wrap_up"))
+                    )
+                )
+                .limit(1)
+            )
+            return {"agent": agent_view(agent), "current": current}
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _entry_for_update(self, session: AsyncSession, entry_id: str) -> QueueEntry:
+        entry = await session.get(QueueEntry, entry_id, with_for_update=True)
+        if entry is None:
+            raise QueueError("no such queue entry", status=404)
+        return entry
+
+    async def _offer_for_update(
+        self, session: AsyncSession, entry_id: str, agent_id: int
+    ) -> tuple[QueueEntry, Agent]:
+        """The entry, still offered to this agent, and the agent, both locked (entry first,
+        the order every transaction here takes them in)."""
+        entry = await self._entry_for_update(session, entry_id)
+        if entry.status != "offered" or entry.offered_to != agent_id:
+            raise QueueError("this call is no longer offered to you")
+        return entry, await self._agent_for_update(session, agent_id)
+
+    async def _agent_for_update(self, session: AsyncSession, agent_id: int) -> Agent:
+        agent = await session.get(Agent, agent_id, with_for_update=True)
+        if agent is None:
+            raise QueueError("no such agent", status=404)
+        return agent
+
+    @staticmethod
+    def _requeue(entry: QueueEntry) -> None:
+        # Back at its place: the original enqueue time and priority are kept.
+        entry.status = "waiting"
+        entry.offered_to = None
+        entry.offered_at = None
+        entry.offer_expires_at = None
+
+    @staticmethod
+    def _set_state(
+        session: AsyncSession,
+        agent: Agent,
+        state: str,
+        now: dt.datetime,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        agent.state = state
+        agent.state_since = now
+        session.add(AgentStateChange(agent_id=agent.id, state=state, at=now, reason=reason))
+
+    @staticmethod
+    async def _decide_offer(
+        session: AsyncSession, entry_id: str, agent_id: int, outcome: str, now: dt.datetime
+    ) -> None:
+        offer = await session.scalar(
+            select(Offer)
+            .where(Offer.entry_id == entry_id, Offer.agent_id == agent_id, Offer.outcome.is_(None))
+            .order_by(Offer.id.desc())
+            .limit(1)
+        )
+        if offer is not None:
+            offer.outcome = outcome
+            offer.decided_at = now
+
+    async def _publish_state(self, agent_id: int, state: str, *, reason: str | None = None) -> None:
+        if state == "available":
+            self._changed()
+        await self._publish(
+            {"type": "agent_state", "agent_id": agent_id, "state": state, "reason": reason}
+        )
+
+
+def priority_label(score: int) -> str:
+    label = "low"
+    for name, floor in PRIORITY_SCORE.items():
+        if score >= floor:
+            label = name
+    return label
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "username": agent.username,
+        "display_name": agent.display_name,
+        "role": agent.role,
+        "skills": dict(agent.skills),
+        "state": agent.state,
+        "state_since": agent.state_since.isoformat(),
+        "wrap_up_until": agent.wrap_up_until.isoformat() if agent.wrap_up_until else None,
+    }
+
+
+def _caller_label(caller: Any) -> str:
+    if isinstance(caller, str):  # some drivers return JSON sub-documents as text
+        import json
+
+        caller = json.loads(caller)
+    if not isinstance(caller, dict):
+        return "caller"
+    name = caller.get("name")
+    number = caller.get("number")
+    label = name or (mask_value(number) if number else "withheld")
+    return f"{label} (VIP)" if caller.get("vip") else str(label)

@@ -1,0 +1,248 @@
+"""The tables. One module so that Alembic's autogenerate and a reader see the whole schema.
+
+Times are stored as naive UTC (SQLite has no time zones) and read back as aware UTC, so the
+code never compares a naive time with an aware one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: pass an aware UTC time")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        dict[str, int]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+# Agent states. "away" is the not-ready state an agent is put in when an offer times out.
+AGENT_STATES = ("offline", "away", "available", "offered", "busy", "wrap_up")
+ROLES = ("agent", "supervisor", "admin")
+# Queue entry states; "waiting" and "offered" are in the queue, the rest have left it.
+ENTRY_STATES = ("waiting", "offered", "connected", "wrap_up", "done", "abandoned")
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+    channel: Mapped[str] = mapped_column(String(32), default="unknown")
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    intent: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str | None] = mapped_column(String(32))  # ended, handoff, callback, abandoned
+    disposition: Mapped[str | None] = mapped_column(String(100))
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("call_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime]
+    intent: Mapped[str | None] = mapped_column(String(100))
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    queue: Mapped[str] = mapped_column(String(100))
+    priority: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(100))
+    packet: Mapped[dict[str, Any]]
+
+
+class Agent(Base):
+    """A person who signs in: an agent takes calls; supervisors and admins see more."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    skills: Mapped[dict[str, int]] = mapped_column(default=dict)  # skill -> proficiency 1-10
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(16), default="offline", index=True)
+    state_since: Mapped[dt.datetime]
+    # When the agent last became free: routing offers to the longest idle first.
+    idle_since: Mapped[dt.datetime | None]
+    wrap_up_until: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+
+
+class AgentStateChange(Base):
+    __tablename__ = "agent_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime]
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class QueueEntry(Base):
+    """A caller (or a callback) waiting for, offered to, or talking to an agent."""
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (Index("ix_entries_routing", "status", "queue", "priority", "enqueued_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="call")  # call | callback
+    queue: Mapped[str] = mapped_column(String(100))
+    original_queue: Mapped[str] = mapped_column(String(100))
+    skills: Mapped[list[str]] = mapped_column(default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # higher is served first
+    enqueued_at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    offered_to: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    offered_at: Mapped[dt.datetime | None]
+    offer_expires_at: Mapped[dt.datetime | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    connected_at: Mapped[dt.datetime | None]
+    ended_at: Mapped[dt.datetime | None]
+    wrap_up_until: Mapped[dt.datetime | None]
+    overflowed_at: Mapped[dt.datetime | None]
+    callback_number: Mapped[str | None] = mapped_column(String(64))
+    # The API node that holds the caller's audio (a softphone call), for the desktop to join.
+    audio_node: Mapped[str | None] = mapped_column(String(64))
+    flag: Mapped[str | None] = mapped_column(String(200))  # for supervisors
+    end_reason: Mapped[str | None] = mapped_column(String(100))
+
+
+class Offer(Base):
+    """Every offer of an entry to an agent and what became of it (the access rule reads it)."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(
+        ForeignKey("queue_entries.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    offered_at: Mapped[dt.datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # accepted declined expired withdrawn
+    decided_at: Mapped[dt.datetime | None]
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(
+        ForeignKey("queue_entries.id", ondelete="CASCADE"), unique=True
+    )
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending started done
+    started_at: Mapped[dt.datetime | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+
+
+class Disposition(Base):
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(
+        ForeignKey("queue_entries.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    success: Mapped[bool] = mapped_column(Boolean, default=True)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class UserSession(Base):
+    """A signed-in browser. Only a hash of the cookie's token is stored."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+__all__ = [
+    "AGENT_STATES",
+    "ENTRY_STATES",
+    "ROLES",
+    "Agent",
+    "AgentStateChange",
+    "AuditEvent",
+    "Base",
+    "Call",
+    "Callback",
+    "Disposition",
+    "Handoff",
+    "Offer",
+    "QueueEntry",
+    "Turn",
+    "UserSession",
+]
