@@ -11,3 +11,17 @@ def lookup(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 async def broken(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     raise ConnectionError("backend down")
+
+
+def crm(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """A CRM look-up by calling number (the bot's `lookup` at call start)."""
+    if args.get("number") == "+447700900123":
+        return {"name": "Ann", "vip": True, "attributes": {"tier": "gold", "segment": "home"}}
+    return {}
+
+
+async def slow_crm(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
+    await asyncio.sleep(5)
+    return {"name": "too late"}

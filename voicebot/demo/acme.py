@@ -15,6 +15,11 @@ _ACCOUNTS: dict[str, dict[str, Any]] = {
     "23456789": {"name": "Priya", "postcode": "M11AE", "balance": "0.00", "vip": True},
     "87654321": {"name": "Alex", "postcode": "EH11YZ", "balance": "310.20", "locked": True},
 }
+# Calling numbers the demo CRM knows (Ofcom's drama range: no real subscriber has them).
+_NUMBERS: dict[str, dict[str, Any]] = {
+    "+441632960010": {"name": "Priya", "vip": True, "tier": "gold"},
+    "+441632960011": {"name": "Sam", "vip": False, "tier": "standard"},
+}
 _OUTAGES = {("broadband", "M1"): "Engineers are working on it and expect it fixed by 6pm today."}
 
 
@@ -47,6 +52,11 @@ def lookup_account(args: dict[str, Any], context: dict[str, Any]) -> dict[str, A
         "balance": account["balance"],
         "vip": account["vip"],
     }
+
+
+def lookup_caller(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The bot's `lookup` at call start: who owns the calling number (empty when unknown)."""
+    return dict(_NUMBERS.get(str(args.get("number") or ""), {}))
 
 
 def take_payment(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

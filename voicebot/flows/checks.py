@@ -210,6 +210,15 @@ class _Checker:
             )
         if b.default_queue is not None:
             self.queue(b.default_queue, ("bot", "default_queue"), "the bot's default_queue")
+        if b.lookup is not None:
+            if b.lookup.action not in d.actions and b.lookup.action not in self.broken:
+                self.error(
+                    ("bot", "lookup", "action"),
+                    f"the caller lookup calls action '{b.lookup.action}', which is not defined"
+                    + self._hint(b.lookup.action, d.actions),
+                )
+            self.template(b.lookup.args, ("bot", "lookup", "args"), "the caller lookup")
+            self.template(b.lookup.caller, ("bot", "lookup", "caller"), "the caller lookup")
         if not d.queues:
             self.error(
                 ("bot",), "no queues are defined; a handoff needs at least one queue", warning=True

@@ -495,6 +495,19 @@ class KnowledgeFallback(_Strict):
     filter: list[str] = Field(default_factory=list)
 
 
+class CallerLookup(_Strict):
+    """Extension: an action run when the call starts, before the greeting (a CRM look-up by
+    the calling number). Its result fills in ``caller``; a failure or a slow answer leaves the
+    caller as they were and the call goes on."""
+
+    action: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    # caller field (name, vip, or any attribute) -> a template over `result`; without it, the
+    # result's own `name`, `vip` and `attributes` are taken
+    caller: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=2.0, gt=0, le=10)
+
+
 class BotSettings(_Strict):
     name: str
     language: str = "en-US"
@@ -506,6 +519,7 @@ class BotSettings(_Strict):
     limits: Limits = Field(default_factory=Limits)
     triggers: list[Trigger] = Field(default_factory=list)
     # extensions
+    lookup: CallerLookup | None = None
     default_queue: str | None = None
     anything_else: Text = "Is there anything else I can help you with?"
     no_input: list[str] = Field(default_factory=list)

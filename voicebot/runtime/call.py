@@ -33,6 +33,7 @@ from voicebot.engine.events import (
     Silence,
 )
 from voicebot.engine.state import CallState
+from voicebot.flows import expressions as ex
 from voicebot.handoff.packet import HandoffPacket
 
 if TYPE_CHECKING:
@@ -84,7 +85,59 @@ class CallRuntime:
         return self.state.ended
 
     async def start(self, on_line: LineSink | None = None) -> Reply:
+        await self._look_up_caller()
         return await self._drive(CallStarted(), Reply(on_line=on_line))
+
+    async def _look_up_caller(self) -> None:
+        """``bot.lookup``: fill in the caller (name, VIP, attributes) before the greeting. A
+        failure or a slow answer is logged and the call goes on with what it has."""
+        lookup = self.bot.loaded.definition.bot.lookup
+        if lookup is None:
+            return
+        call_id = self.state.call_id
+        context = self.bot.engine_context(self.state)
+        try:
+            args = ex.value(lookup.args, context)
+            done = await asyncio.wait_for(
+                self.actions.run(lookup.action, args, context), timeout=lookup.timeout
+            )
+        except Exception as exc:  # a timeout, or a template that failed
+            logger.warning(
+                "caller lookup failed; going on without it",
+                extra={"call_id": call_id, "action": lookup.action, "detail": repr(exc)},
+            )
+            return
+        if not done.ok:
+            logger.warning(
+                "caller lookup failed; going on without it",
+                extra={"call_id": call_id, "action": lookup.action, "detail": done.error},
+            )
+            return
+        result = done.response if isinstance(done.response, dict) else {}
+        try:
+            if lookup.caller:
+                found = ex.value(lookup.caller, {**context, "result": result})
+            else:
+                found = {k: result[k] for k in ("name", "vip") if k in result}
+                attributes = result.get("attributes")
+                if isinstance(attributes, dict):
+                    found.update(attributes)
+        except ex.ExpressionError as exc:
+            logger.warning(
+                "caller lookup result not understood",
+                extra={"call_id": call_id, "action": lookup.action, "detail": str(exc)},
+            )
+            return
+        caller = self.state.caller
+        for key, value in found.items():
+            if value is None or value == "":
+                continue  # the CRM did not say: keep what the call already knows
+            if key == "name":
+                caller.name = str(value)
+            elif key == "vip":
+                caller.vip = bool(value)
+            elif key != "number":  # the number is the network's, not the CRM's
+                caller.attributes[key] = value
 
     async def caller_said(self, text: str, on_line: LineSink | None = None) -> Reply:
         """One caller utterance. ``on_line`` gets each line as soon as it is ready, including
