@@ -15,11 +15,16 @@ from typing import Any
 import pytest
 from livekit import api
 from livekit.protocol import sip as proto_sip
+from sqlalchemy import select
 
 from tests.conftest import REPO
 from tests.fakes.livekit_server import FakeLiveKit
 from tests.telephony.packets import handoff_packet
 from voicebot.flows.schema import Queue
+from voicebot.queues.events import LocalBus
+from voicebot.queues.service import QueueService
+from voicebot.store.db import open_database
+from voicebot.store.models import QueueEntry
 from voicebot.telephony import worker
 from voicebot.telephony.worker import WorkerConfigError, probe, server_options
 
@@ -174,3 +179,33 @@ def test_the_example_deploy_names_the_same_agent() -> None:
     compose = (Path(REPO) / "deploy" / "docker-compose.yml").read_text()
     assert "setup-sip" in (Path(REPO) / "deploy" / "README.md").read_text()
     assert '"worker", "start"' in compose or "worker start" in compose
+
+
+async def test_a_refused_transfer_queues_the_promised_callback(
+    lk: FakeLiveKit, lkapi: api.LiveKitAPI, tmp_path: Path
+) -> None:
+    """With the built-in queues on a shared database, "we'll call you back" is a callback in
+    the queue, at the place the caller had when they were handed over."""
+    db = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'voicebot.db'}")
+    care = Queue(skills=["care"], transfer="tel:+442079460999")
+    callbacks = QueueService(db, LocalBus(), {"care": care})
+    try:
+        lk.add_room("call-1")
+        caller = lk.add_sip_caller("call-1", "+447700900123")
+        lk.fail("TransferSIPParticipant", "unavailable", "transfer failed: 486 Busy Here")
+        ctx = SimpleNamespace(api=lkapi, room=SimpleNamespace(name="call-1"))
+        call = _call({"care": care})
+        packet = handoff_packet(packet_id="H-9", queue="care", intent="complaint")
+        reply = SimpleNamespace(handoff=packet)
+        transferred = await worker._transfer(ctx, call, reply, caller.identity, callbacks)  # type: ignore[arg-type]
+        assert not transferred and call.session.lines == [worker._TRANSFER_FAILED]
+        async with db.session() as session:
+            [entry] = (await session.scalars(select(QueueEntry))).all()
+        assert entry.kind == "callback" and entry.queue == "care" and entry.skills == ["care"]
+        assert entry.callback_number == "+447700900123" and entry.status == "waiting"
+        assert entry.enqueued_at == packet.created_at  # the caller's place is kept
+        assignment = await callbacks.assignment(entry.id)
+        assert assignment is not None
+        assert "transfer to tel:+442079460999 failed" in assignment["packet"]["reason"]
+    finally:
+        await db.aclose()

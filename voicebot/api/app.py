@@ -105,6 +105,7 @@ async def _open_queues(
     """The database, the event bus, the ACD and the desktop hub; the runtime's handoffs then
     go to the built-in queues."""
     from voicebot.api.desktop_hub import DesktopHub
+    from voicebot.queues.events import bus_for
     from voicebot.queues.service import QueueService
     from voicebot.queues.sink import QueueHandoffSink
     from voicebot.store.db import DatabaseUnavailable, open_database
@@ -121,7 +122,7 @@ async def _open_queues(
         definition = runtime.loaded.definition
         queues = definition.queues
         default_queue = definition.bot.default_queue
-    bus = make_bus(settings, db)
+    bus = bus_for(settings, db)
     service = QueueService(
         db,
         bus,
@@ -155,16 +156,6 @@ async def _open_queues(
         "queues ready",
         extra={"detail": f"{db.describe()}; events: {bus.describe()}; node {service.node_id}"},
     )
-
-
-def make_bus(settings: Settings, db: Any) -> Any:
-    from voicebot.queues.events import LocalBus, PostgresBus, RedisBus, asyncpg_dsn
-
-    if settings.redis_url:
-        return RedisBus(settings.redis_url)
-    if db.is_postgres:
-        return PostgresBus(asyncpg_dsn(db.url))
-    return LocalBus()
 
 
 async def _close_queues(app: FastAPI) -> None:

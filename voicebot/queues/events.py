@@ -195,3 +195,13 @@ class RedisBus(_Handlers):
 def asyncpg_dsn(sqlalchemy_url: Any) -> str:
     """asyncpg's DSN from the SQLAlchemy URL (without the +asyncpg driver suffix)."""
     return str(sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+def bus_for(settings: Any, db: Any) -> EventBus:
+    """Redis when configured, else LISTEN/NOTIFY on PostgreSQL, else in-process (SQLite: one
+    node)."""
+    if settings.redis_url:
+        return RedisBus(settings.redis_url)
+    if db.is_postgres:
+        return PostgresBus(asyncpg_dsn(db.url))
+    return LocalBus()

@@ -16,15 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext, JobProcess
 from livekit.agents.worker import ServerOptions
 
 from voicebot.config import Settings
+from voicebot.handoff.packet import CallbackRequest
 from voicebot.telephony.sip_call import caller_from_sip, cold_transfer, on_sip_dtmf
+
+if TYPE_CHECKING:
+    from voicebot.queues.service import QueueService
 
 logger = logging.getLogger("voicebot.telephony.worker")
 
@@ -132,7 +137,11 @@ async def entrypoint(ctx: JobContext) -> None:
 
     async def before_hangup(reply: Any) -> None:
         nonlocal transferred
-        transferred = await _transfer(ctx, call, reply, participant.identity) if is_phone else False
+        transferred = (
+            await _transfer(ctx, call, reply, participant.identity, callbacks)
+            if is_phone
+            else False
+        )
 
     call.before_hangup = before_hangup
 
@@ -140,6 +149,14 @@ async def entrypoint(ctx: JobContext) -> None:
         await call.aclose(f"job shut down: {reason}")
 
     ctx.add_shutdown_callback(closing)
+    callbacks = await _open_callbacks(loaded.runtime)
+    if callbacks is not None:
+
+        async def close_callbacks(_reason: str) -> None:
+            await callbacks.aclose()
+            await callbacks.db.aclose()
+
+        ctx.add_shutdown_callback(close_callbacks)
     await call.start(room=ctx.room, participant_identity=participant.identity)
     await call.wait_ended()
     if not transferred:
@@ -148,10 +165,37 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.shutdown("transferred" if transferred else "call ended")
 
 
-async def _transfer(ctx: JobContext, call: Any, reply: Any, identity: str) -> bool:
+async def _open_callbacks(runtime: Any) -> QueueService | None:
+    """With ``VOICEBOT_DATABASE_URL`` the worker shares the API's database, so a callback it
+    owes (a refused transfer) joins the built-in queues, where agents see it. The worker does
+    no routing itself: the API nodes do."""
+    settings = runtime.settings
+    if not settings.database_url:
+        return None
+    from voicebot.queues.events import bus_for
+    from voicebot.store.db import DatabaseUnavailable, open_database
+
+    try:
+        db = await open_database(settings.resolved_database_url, migrate=False)
+    except DatabaseUnavailable as exc:
+        logger.error("owed callbacks cannot be queued", extra={"detail": str(exc)})
+        return None
+    definition = runtime.loaded.definition
+    return QueueService(
+        db,
+        bus_for(settings, db),
+        definition.queues,
+        default_queue=definition.bot.default_queue,
+        anger_threshold=settings.anger_priority_threshold,
+    )
+
+
+async def _transfer(
+    ctx: JobContext, call: Any, reply: Any, identity: str, callbacks: QueueService | None = None
+) -> bool:
     """A handoff to a queue with ``transfer``: send the caller there (cold). If the target
-    refuses, the caller is told while the line is still open, and the handoff stays recorded
-    for a callback."""
+    refuses, the caller is told while the line is still open, and the handoff stays recorded;
+    with the built-in queues on a shared database, the callback it promises is queued there."""
     packet = reply.handoff
     if packet is None:
         return False
@@ -167,11 +211,31 @@ async def _transfer(ctx: JobContext, call: Any, reply: Any, identity: str) -> bo
         "the caller could not be transferred; a callback is owed",
         extra={"handoff_id": packet.id, "detail": result.detail},
     )
+    if callbacks is not None and packet.caller.number:
+        await _queue_callback(callbacks, packet, queue.transfer)
     try:
         await call.session.say(_TRANSFER_FAILED, allow_interruptions=False).wait_for_playout()
     except Exception:  # the caller hung up meanwhile
         logger.info("could not speak the transfer apology", exc_info=True)
     return False
+
+
+async def _queue_callback(callbacks: QueueService, packet: Any, target: str) -> None:
+    """The promised callback, as an entry of the same queue: the caller keeps the place they
+    had when they were handed over."""
+    owed = packet.model_copy(
+        update={
+            "id": uuid.uuid4().hex,
+            "callback": CallbackRequest(
+                number=packet.caller.number, requested_at=packet.created_at
+            ),
+            "reason": f"{packet.reason} (transfer to {target} failed; call back)",
+        }
+    )
+    try:
+        await callbacks.enqueue(owed, channel="sip")
+    except Exception:
+        logger.exception("the owed callback could not be queued", extra={"handoff_id": packet.id})
 
 
 def server_options(*, agent_name: str | None = None, drain_timeout: int = 1800) -> ServerOptions:
