@@ -237,6 +237,11 @@ def test_agents_read_only_packets_offered_to_them(serve: Start) -> None:
         log = service.get("/api/audit").json()
     views = [(e["actor"], e["success"]) for e in log if e["action"] == "view_packet"]
     assert ("alice", False) in views and ("bob", True) in views and ("sue", True) in views
+    # the screen pop is a view of the packet too
+    pops = [e for e in log if e["action"] == "view_packet" and e["detail"].get("via")]
+    assert [(e["actor"], e["target"], e["detail"]["via"]) for e in pops] == [
+        ("bob", handoff, "screen pop")
+    ]
     assert any(e["action"] == "export" and e["actor"] == "sue" for e in log)
     assert {e["action"] for e in log} >= {"sign_in", "view_packet", "export"}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
+from voicebot.access.audit import audit
 from voicebot.queues.events import Event
 from voicebot.queues.service import QueueService, has_skills
 
@@ -49,10 +50,16 @@ def view_signature(views: list[dict[str, Any]]) -> str:
 
 class Desktop:
     def __init__(
-        self, websocket: WebSocket, agent_id: int, role: str, skills: dict[str, int]
+        self,
+        websocket: WebSocket,
+        agent_id: int,
+        role: str,
+        skills: dict[str, int],
+        username: str = "",
     ) -> None:
         self.websocket = websocket
         self.agent_id = agent_id
+        self.username = username
         self.role = role
         self.skills = skills
         self.connection_id = uuid.uuid4().hex
@@ -183,6 +190,17 @@ class DesktopHub:
         if kind == "offer":
             message["expires_at"] = assignment["expires_at"]
         desktop.send(message)
+        if kind == "offer":
+            # The screen pop shows the packet: it is a view like any other, audited after
+            # the send so that the write never delays the pop.
+            await audit(
+                self.service.db,
+                "view_packet",
+                actor=desktop.username or None,
+                actor_id=desktop.agent_id,
+                target=assignment["packet"].get("id"),
+                via="screen pop",
+            )
 
     async def _send_state(self, desktop: Desktop, reason: Any) -> None:
         snapshot = await self.service.agent_snapshot(desktop.agent_id)

@@ -89,7 +89,7 @@ async def desktop_socket(websocket: WebSocket) -> None:
     async with db.session() as session:
         agent = await session.get(Agent, principal.id)
     assert agent is not None
-    desktop = Desktop(websocket, agent.id, agent.role, dict(agent.skills))
+    desktop = Desktop(websocket, agent.id, agent.role, dict(agent.skills), agent.username)
     await hub.attach(desktop)
     ip = websocket.client.host if websocket.client else None
     try:
