@@ -1,8 +1,9 @@
-"""Where a handoff packet goes. Queues, the agent desktop and SIP transfers plug in here.
+"""Where a handoff packet goes. Every sink delivers before the caller hears "transferring
+you", so a crash after that point loses nothing.
 
-Until the queue service exists, packets are appended to a JSON-lines file in the data
-directory, written (and flushed) before the caller hears "transferring you", so a crash after
-that point loses nothing.
+`voicebot serve` puts packets in the built-in queues (voicebot/queues/sink.py). Elsewhere
+(`voicebot chat`, the LiveKit worker without a shared database) they are appended to a
+JSON-lines file in the data directory, written and flushed at once.
 """
 
 from __future__ import annotations
