@@ -196,6 +196,62 @@ class Settings(BaseSettings):
         default=0.7, ge=0, le=1, description="Anger at or above this raises a call's priority."
     )
 
+    # -- LiveKit: the API mints the tokens with which agent desktops join phone callers' rooms.
+    # The same variables as the worker's (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET).
+    livekit_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LIVEKIT_URL", "VOICEBOT_LIVEKIT_URL"),
+        description="The LiveKit server (ws:// or wss://); LIVEKIT_URL.",
+    )
+    livekit_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LIVEKIT_API_KEY", "VOICEBOT_LIVEKIT_API_KEY"),
+        description="LiveKit API key; LIVEKIT_API_KEY.",
+    )
+    livekit_api_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LIVEKIT_API_SECRET", "VOICEBOT_LIVEKIT_API_SECRET"),
+        description="LiveKit API secret; LIVEKIT_API_SECRET.",
+    )
+    livekit_browser_url: str | None = Field(
+        default=None,
+        description="The LiveKit URL agents' browsers connect to (wss://livekit.example.com), "
+        "when it differs from LIVEKIT_URL (a name only reachable inside the servers' network). "
+        "Default: LIVEKIT_URL.",
+    )
+
+    sip_outbound_trunk: str | None = Field(
+        default=None,
+        description="The LiveKit outbound SIP trunk id (ST_...) that warm transfers to a phone "
+        "dial through (queues with transfer_mode: warm). Unset: those transfers are cold.",
+    )
+
+    # call recording (LiveKit Egress)
+    recording: Literal["off", "calls"] = Field(
+        default="off",
+        description="calls: record phone calls through LiveKit Egress (audio only, OGG); "
+        "sensitive collect steps are left out, one file per segment between them.",
+    )
+    recording_filepath: str = Field(
+        default="recordings/{room}/{room}-{segment:02d}.ogg",
+        description="Where egress writes each recording segment ({room}: the call's room, "
+        "{segment}: its number, from 1).",
+    )
+
+    @property
+    def livekit_configured(self) -> bool:
+        """Whether the API can mint LiveKit tokens (URL, key and secret all set)."""
+        return bool(
+            (self.livekit_browser_url or self.livekit_url)
+            and self.livekit_api_key
+            and self.livekit_api_secret
+            and self.livekit_api_secret.get_secret_value()
+        )
+
+    @property
+    def resolved_livekit_browser_url(self) -> str | None:
+        return self.livekit_browser_url or self.livekit_url
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

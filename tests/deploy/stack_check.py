@@ -414,6 +414,44 @@ def _check_dev_markers(deploy_dir: Path, dev_secrets: set[str], problems: list[s
                 )
 
 
+def _check_egress(
+    services: Mapping[str, Any],
+    deploy_dir: Path,
+    keys: Mapping[str, str],
+    livekit_port: int,
+    problems: list[str],
+) -> None:
+    """The egress service reaches the same LiveKit and Redis with a pair of its keys, and the
+    workers' recording path lies in a volume the egress container writes to."""
+    egress = services["egress"]
+    egress_env = service_env(egress)
+    target = egress_env.get("EGRESS_CONFIG_FILE")
+    if not target:
+        problems.append("egress: EGRESS_CONFIG_FILE is not set (its config is read from there)")
+        return
+    config_file = _config_file("egress", egress, target, deploy_dir, problems)
+    config = _load_yaml(config_file, problems) if config_file else None
+    if not isinstance(config, dict):
+        return
+    _check_credentials(
+        "egress.yaml",
+        ("api_key", "api_secret"),
+        config.get("api_key"),
+        config.get("api_secret"),
+        keys,
+        problems,
+    )
+    _check_endpoint(str(config.get("ws_url", "")), "egress.yaml", "ws_url", livekit_port, problems)
+    _check_redis(config, "egress.yaml", problems)
+    recording = service_env(services["worker"]).get("VOICEBOT_RECORDING_FILEPATH", "")
+    mounts = [mount for source, mount in service_mounts(egress) if not _is_path(source)]
+    if not any(recording.startswith(mount.rstrip("/") + "/") for mount in mounts):
+        problems.append(
+            f"worker: VOICEBOT_RECORDING_FILEPATH '{recording}' is not in a volume the egress "
+            f"service writes to ({', '.join(mounts) or 'none'})"
+        )
+
+
 def check_stack(deploy_dir: Path) -> list[str]:
     """Every inconsistency between the files in ``deploy_dir``; empty when they agree."""
     problems: list[str] = []
@@ -530,6 +568,10 @@ def check_stack(deploy_dir: Path) -> list[str]:
             problems.append(f"sip.yaml: rtp_port '{sip_cfg.get('rtp_port')}' is not a range")
         else:
             _check_published_range("sip", sip, rtp, "udp", "rtp_port", problems)
+
+    # --- egress.yaml (optional: call recording), found through EGRESS_CONFIG_FILE
+    if "egress" in services:
+        _check_egress(services, deploy_dir, keys, livekit_port, problems)
 
     # --- the voicebot services
     for name in ("worker", "api"):

@@ -43,7 +43,7 @@ def edit(path: Path, old: str, new: str) -> None:
 # --- the real files --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [COMPOSE, "livekit.yaml", "sip.yaml"])
+@pytest.mark.parametrize("name", [COMPOSE, "livekit.yaml", "sip.yaml", "egress.yaml"])
 def test_each_file_is_yaml_mapping(name):
     assert isinstance(yaml.safe_load((DEPLOY / name).read_text(encoding="utf-8")), dict)
 
@@ -164,12 +164,31 @@ BROKEN = {
         f".env.example: LIVEKIT_API_SECRET={DEV_SECRET}-2, but docker-compose.yml defaults it to "
         f"{DEV_SECRET}",
     ),
+    "egress with another secret": (
+        "egress.yaml",
+        "api_secret: dev-only-secret-replace-with-livekit-generate-keys",
+        "api_secret: dev-only-a-different-secret-for-the-egress-service",
+        "egress.yaml: api_secret is not livekit.yaml's secret for 'devkey'",
+    ),
+    "egress on another redis": (
+        "egress.yaml",
+        "  address: redis:6379",
+        "  address: cache:6379",
+        "egress.yaml: redis address 'cache:6379' is not the redis service at redis:6379",
+    ),
+    "recordings outside the egress volume": (
+        COMPOSE,
+        "VOICEBOT_RECORDING_FILEPATH: /out/recordings",
+        "VOICEBOT_RECORDING_FILEPATH: /data/recordings",
+        "worker: VOICEBOT_RECORDING_FILEPATH '/data/recordings/{room}/{room}-{segment:02d}.ogg' "
+        "is not in a volume the egress service writes to (/out)",
+    ),
     "depends_on an unknown service": (
         COMPOSE,
         "      redis:\n        condition: service_healthy\n      livekit:\n"
-        "        condition: service_started\n\n  # The knowledge",
+        "        condition: service_started\n\n  # Call recording",
         "      redis:\n        condition: service_healthy\n      livekit-server:\n"
-        "        condition: service_started\n\n  # The knowledge",
+        "        condition: service_started\n\n  # Call recording",
         "sip: depends_on 'livekit-server', which is not a service",
     ),
     "mounted config file missing": (

@@ -507,6 +507,21 @@ class FakeLiveKit:
             },
         )
 
+    def end_egress(
+        self,
+        egress_id: str,
+        status: proto_egress.EgressStatus = proto_egress.EGRESS_FAILED,
+        *,
+        error: str = "",
+    ) -> None:
+        """An egress ending on its own, as the egress service reports it (a failure, a limit
+        reached, the room closing); StopEgress then answers failed_precondition."""
+        with self._lock:
+            info = self._egress[egress_id]
+            info.status = status
+            info.error = error
+            info.ended_at = info.updated_at = time.time_ns()
+
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _serve(self, handler: _Handler) -> None:

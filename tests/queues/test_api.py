@@ -429,3 +429,46 @@ def test_a_full_call_on_the_desktop_and_a_browser_that_closes(serve: Start) -> N
         assert len(done) == 1 and done[0]["entry"]["flag"]
         audit = service.get("/api/audit", params={"action": "accept"}).json()
         assert [(e["actor"], e["success"]) for e in audit] == [("alice", True)]
+
+
+def test_a_phone_caller_returned_to_the_queue_leaves_the_agents_desktop(serve: Start) -> None:
+    """The worker sends a phone caller back (the agent never joined the room, or dropped out):
+    the desktop is told why, the agent is set away, and the next agent gets the call."""
+    server = serve(USERS)
+    service = server.app.state.queues
+    loop = service._loop_task.get_loop()  # the server's event loop, in its thread
+    with server.sign_in("alice") as alice, server.sign_in("bob") as bob:
+        alice_cookie, bob_cookie = cookie_of(alice), cookie_of(bob)
+
+    async def check() -> None:
+        agent = Desktop(await _open(server, alice_cookie))
+        await agent.next("hello")
+        await agent.send(type="state", state="available")
+        call = await asyncio.to_thread(queue_call, server, channel="sip")
+        offer = await agent.next("offer")
+        assert offer["assignment"]["channel"] == "sip"
+        await agent.send(type="accept", entry_id=call["entry_id"])
+        await agent.next("connected")
+        returned = asyncio.run_coroutine_threadsafe(
+            service.return_to_queue(call["entry_id"], reason="the agent did not join the call"),
+            loop,
+        )
+        assert await asyncio.wrap_future(returned)
+        message = await agent.next("call_returned")
+        assert message == {
+            "type": "call_returned",
+            "entry_id": call["entry_id"],
+            "reason": "the agent did not join the call",
+        }
+        state = await agent.next("state")
+        while state["state"] != "away":
+            state = await agent.next("state")
+        other = Desktop(await _open(server, bob_cookie))
+        await other.next("hello")
+        await other.send(type="state", state="available")
+        again = await other.next("offer")
+        assert again["assignment"]["entry_id"] == call["entry_id"]
+        await agent.ws.close()
+        await other.ws.close()
+
+    asyncio.run(check())

@@ -4,9 +4,11 @@ recogniser listening to the call's session VAD, and per-call plugin objects."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,3 +146,32 @@ async def test_each_call_gets_its_own_plugin_objects(tmp_path: Path) -> None:
     finally:
         await speech.aclose()
         await runtime.aclose()
+
+
+def _job_process(lm: str, dictionary: str, pids: Any) -> None:
+    """What a livekit job process does with the pool: loads it at prewarm and, when told to
+    shut down, returns without closing it (multiprocessing then ends it with os._exit)."""
+    decoders = DecoderPool(Path(lm), Path(dictionary), size=2)
+    decoders.prewarm()
+    pids.put(list(decoders._pool()._processes))  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(180)
+def test_a_process_that_ends_without_closing_the_pool_stops_its_workers(tmp_path: Path) -> None:
+    """Before the finalizer, such a process hung at exit joining its decoder workers, was
+    killed by livekit after its close timeout and left the workers running (orphans)."""
+    lm, dictionary = build_language_model(SENTENCES, tmp_path / "asr")
+    context = multiprocessing.get_context("forkserver")  # as livekit starts job processes
+    pids = context.Queue()
+    job = context.Process(target=_job_process, args=(str(lm), str(dictionary), pids))
+    job.start()
+    workers = pids.get(timeout=120)
+    job.join(timeout=20)
+    alive = job.is_alive()
+    if alive:
+        job.kill()
+    assert not alive and job.exitcode == 0
+    assert len(workers) == 2
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

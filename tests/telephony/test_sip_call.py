@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +11,7 @@ from livekit import api, rtc
 from livekit.protocol import sip as proto_sip
 
 from tests.fakes.livekit_server import FakeLiveKit
+from tests.telephony.conftest import KEY, SECRET
 from tests.telephony.packets import handoff_packet
 from voicebot.telephony.sip_call import (
     HEADER_HANDOFF_ID,
@@ -21,8 +21,6 @@ from voicebot.telephony.sip_call import (
     cold_transfer,
     on_sip_dtmf,
 )
-
-KEY, SECRET = "devkey", "a-development-secret-that-is-long-enough-for-hs256"
 
 
 def test_the_caller_comes_from_the_sip_attributes() -> None:
@@ -64,19 +62,6 @@ def test_sip_dtmf_from_the_caller_reaches_the_keypad() -> None:
     handler(_dtmf("12", "sip_caller"))  # not one key
     handler(_dtmf("x", "sip_caller"))
     assert pressed == ["1", "#", "A"]
-
-
-@pytest.fixture
-def lk() -> Iterator[FakeLiveKit]:
-    with FakeLiveKit(api_key=KEY, api_secret=SECRET) as server:
-        yield server
-
-
-@pytest.fixture
-async def lkapi(lk: FakeLiveKit) -> AsyncIterator[api.LiveKitAPI]:
-    client = api.LiveKitAPI(url=lk.url, api_key=KEY, api_secret=SECRET)
-    yield client
-    await client.aclose()
 
 
 async def test_a_cold_transfer_carries_the_handoff_in_sip_headers(

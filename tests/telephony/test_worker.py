@@ -5,9 +5,10 @@ No LiveKit server runs here; LiveKit's API is the fake Twirp server."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from tests.conftest import REPO
 from tests.fakes.livekit_server import FakeLiveKit
+from tests.telephony.conftest import KEY, SECRET
 from tests.telephony.packets import handoff_packet
 from voicebot.flows.schema import Queue
 from voicebot.queues.events import LocalBus
@@ -27,8 +29,6 @@ from voicebot.store.db import open_database
 from voicebot.store.models import QueueEntry
 from voicebot.telephony import worker
 from voicebot.telephony.worker import WorkerConfigError, probe, server_options
-
-KEY, SECRET = "devkey", "a-development-secret-that-is-long-enough-for-hs256"
 
 
 def _voicebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,12 +41,6 @@ def _voicebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
         timeout=120,
         env={**clean, **env},
     )
-
-
-@pytest.fixture
-def lk() -> Iterator[FakeLiveKit]:
-    with FakeLiveKit(api_key=KEY, api_secret=SECRET) as server:
-        yield server
 
 
 def test_worker_help_lists_start_and_dev() -> None:
@@ -97,13 +91,6 @@ def test_server_options_name_the_agent_and_drain_calls(monkeypatch: pytest.Monke
 
 
 # --- the handoff on a phone call -------------------------------------------------------------
-
-
-@pytest.fixture
-async def lkapi(lk: FakeLiveKit) -> AsyncIterator[api.LiveKitAPI]:
-    client = api.LiveKitAPI(url=lk.url, api_key=KEY, api_secret=SECRET)
-    yield client
-    await client.aclose()
 
 
 class _Spoken:
@@ -209,3 +196,96 @@ async def test_a_refused_transfer_queues_the_promised_callback(
         assert "transfer to tel:+442079460999 failed" in assignment["packet"]["reason"]
     finally:
         await db.aclose()
+
+
+async def test_recording_pauses_while_the_caller_gives_a_sensitive_answer(
+    lk: FakeLiveKit, lkapi: api.LiveKitAPI
+) -> None:
+    """``VOICEBOT_RECORDING=calls``: the worker records from the start, and the call's
+    listening hook (one per reply) pauses and resumes it around a sensitive collect."""
+    lk.add_room("call-1")
+    lk.add_sip_caller("call-1", "+447700900123")
+    ctx = SimpleNamespace(api=lkapi, room=SimpleNamespace(name="call-1"))
+    settings = SimpleNamespace(recording="calls", recording_filepath="rec/{room}-{segment}.ogg")
+    call = SimpleNamespace(on_listen=None, call=SimpleNamespace(state=SimpleNamespace(call_id="c")))
+    recorder = await worker._start_recording(ctx, settings, call)  # type: ignore[arg-type]
+    assert recorder is not None and recorder.state == "recording"
+    await call.on_listen(False)  # an ordinary question: nothing changes
+    await call.on_listen(True)  # "please key in your card number"
+    assert recorder.state == "paused"
+    await call.on_listen(False)
+    await recorder.stop()
+    started = lk.calls("StartRoomCompositeEgress")
+    assert [r.file_outputs[0].filepath for r in started] == ["rec/call-1-1.ogg", "rec/call-1-2.ogg"]
+    assert len(lk.calls("StopEgress")) == 2
+    off = SimpleNamespace(recording="off", recording_filepath="x")
+    assert await worker._start_recording(ctx, off, call) is None  # type: ignore[arg-type]
+
+
+def _decoder_processes() -> set[int]:
+    """pocketsphinx decoder workers (spawned pool processes) on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn import spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_drains_and_the_job_processes_exit_with_their_decoders(
+    lk: FakeLiveKit, tmp_path: Path
+) -> None:
+    """The worker registers nowhere (the fake has no worker endpoint), but its prewarmed job
+    processes are real: on SIGTERM they must exit at once, taking their decoder processes with
+    them. They used to hang at exit joining the decoders, be killed after livekit's close
+    timeout and leave the decoders running."""
+    before = _decoder_processes()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEBOT_", "LIVEKIT_"))}
+    env = {
+        **clean,
+        "LIVEKIT_URL": lk.url.replace("http://", "ws://"),
+        "LIVEKIT_API_KEY": KEY,
+        "LIVEKIT_API_SECRET": SECRET,
+        "VOICEBOT_DATA_DIR": str(tmp_path),
+        "VOICEBOT_LOG_JSON": "true",
+    }
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "voicebot", "worker", "start"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert worker_process.stdout is not None
+        deadline = time.monotonic() + 240
+        while sum("process initialized" in line for line in lines) < 1:
+            assert time.monotonic() < deadline, "no job process was prewarmed:\n" + "".join(lines)
+            line = worker_process.stdout.readline()
+            assert line, "the worker exited:\n" + "".join(lines)
+            lines.append(line)
+        started = _decoder_processes() - before
+        assert started, "the prewarmed job process started no decoder processes"
+        worker_process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        rest, _ = worker_process.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if worker_process.poll() is None:
+            worker_process.kill()
+            worker_process.wait()
+    lines.append(rest)
+    output = "".join(lines)
+    assert worker_process.returncode == 0, output[-3000:]
+    assert "did not exit in time" not in output, output[-3000:]
+    assert took < 30, f"took {took:.1f} s"
+    time.sleep(1)
+    assert not (started & _decoder_processes()), "decoder processes were left running"

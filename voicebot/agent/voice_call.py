@@ -144,6 +144,9 @@ class VoiceCall:
         self.keypad = KeypadCollector(self._keys_ready)
         # run after the last line of a goodbye or handoff has played, before the line closes
         self.before_hangup: Callable[[Reply], Awaitable[None]] | None = None
+        # told, as each reply is made, whether the caller's next words are sensitive (a card
+        # number, a PIN): a recording pauses before the caller can say them
+        self.on_listen: Callable[[bool], Awaitable[Any]] | None = None
         self.agent = VoiceAgent(self)
         settings = runtime.settings
         self.plugins = plugins = speech.for_call()
@@ -280,6 +283,9 @@ class VoiceCall:
         self._cancel_no_input()
         self.keypad.expect(reply.listen)
         self._listen = reply.listen
+        if self.on_listen is not None:
+            sensitive = reply.listen is not None and reply.listen.expect.sensitive
+            self._spawn(self.on_listen(sensitive))
         self._last_brain = (started, done)
         turn = self._open_turn
         if handle is not None and any(not line.barge_in for line in reply.lines):

@@ -171,6 +171,14 @@ class DesktopHub:
             self._spawn(self._send_state(desktop, event.get("reason")))
         elif kind == "caller_left":
             desktop.send({"type": "caller_left", "entry_id": event.get("entry_id")})
+        elif kind == "call_returned":
+            desktop.send(
+                {
+                    "type": "call_returned",
+                    "entry_id": event.get("entry_id"),
+                    "reason": event.get("reason"),
+                }
+            )
         elif kind == "wrap_up":
             self._spawn(self._send_wrap_up(desktop, str(event["entry_id"])))
 

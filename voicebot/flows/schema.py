@@ -532,6 +532,20 @@ class Intent(_Strict):
     examples: list[str] = Field(default_factory=list)
 
 
+class Hold(_Strict):
+    """Extension: what a phone caller hears while waiting in a built-in queue."""
+
+    # a WAV file in the bot directory, looped; none: a quiet generated tune
+    music: str | None = None
+    # seconds between spoken updates of the caller's place and estimated wait; 0: only once
+    announce_every: int = Field(default=60, ge=0, le=3600)
+    # the key a caller with a known number presses to be called back instead; none: not offered
+    callback_key: str | None = Field(default="1", pattern=r"^[0-9*#]$")
+    # seconds an accepting agent has to join the caller's room before the caller goes back to
+    # the queue (the agent's browser failed to connect)
+    join_timeout: int = Field(default=30, gt=0, le=300)
+
+
 class Queue(_Strict):
     skills: list[str] = Field(default_factory=list)
     sla_seconds: int | None = Field(default=None, ge=0)
@@ -540,12 +554,26 @@ class Queue(_Strict):
     # address (an outside ACD or PBX queue) instead of the built-in queues: a cold transfer
     # that carries the handoff id, queue and intent as SIP headers
     transfer: str | None = None
+    # extension: `warm` dials a tel: number into a consult room, briefs whoever answers, then
+    # bridges them to the caller (voicebot/telephony/phone_transfer.py); `cold` hands over
+    transfer_mode: Literal["cold", "warm"] = "cold"
     # extensions for the built-in queues: after `overflow_after` seconds of waiting a caller
     # moves to the `overflow_to` queue (keeping their place by time waited); `aht_seconds` is
     # the handle time the estimated wait assumes until the queue has history of its own
     overflow_after: int | None = Field(default=None, gt=0)
     overflow_to: str | None = None
     aht_seconds: int = Field(default=180, gt=0, le=24 * 3600)
+    # extension: phone callers waiting in this built-in queue (hold music, updates, callback)
+    hold: Hold = Field(default_factory=Hold)
+
+    @model_validator(mode="after")
+    def _warm_needs_a_number(self) -> Queue:
+        if self.transfer_mode == "warm" and not (self.transfer or "").startswith("tel:"):
+            raise PydanticCustomError(
+                "transfer_mode",
+                "'transfer_mode: warm' dials a phone number: give 'transfer: tel:+<digits>'",
+            )
+        return self
 
     @model_validator(mode="after")
     def _overflow_pair(self) -> Queue:

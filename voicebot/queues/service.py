@@ -223,28 +223,7 @@ class QueueService:
             )
             if existing is not None:
                 return existing
-            await self._write_call(
-                session,
-                call_id=packet.call_id,
-                caller=packet.caller,
-                intent=packet.intent.name,
-                transcript=packet.transcript,
-                started=packet.transcript[0].at if packet.transcript else packet.created_at,
-                channel=channel,
-                outcome="handoff",
-            )
-            session.add(
-                Handoff(
-                    id=packet.id,
-                    call_id=packet.call_id,
-                    created_at=packet.created_at,
-                    queue=queue,
-                    priority=packet.priority,
-                    reason=packet.reason,
-                    intent=packet.intent.name,
-                    packet=packet.model_dump(mode="json"),
-                )
-            )
+            await self._write_handoff(session, packet, queue, channel=channel, outcome="handoff")
             # Flushed parent first: with no relationship() between the tables, the unit of work
             # does not order the inserts by foreign key.
             await session.flush()
@@ -283,6 +262,50 @@ class QueueService:
         await self.dispatch()
         await self._publish({"type": "queue_changed", "queue": queue})
         return entry_id
+
+    async def record_handoff(self, packet: HandoffPacket, *, channel: str, outcome: str) -> None:
+        """Store a handoff that does not wait in these queues (a transfer to an outside ACD or
+        a phone), so that the desktop there can fetch the packet by the id in the SIP headers
+        (``GET /api/handoffs/{id}``). Idempotent by packet id."""
+        async with self.db.transaction() as session:
+            if await session.get(Handoff, packet.id) is not None:
+                return
+            await self._write_handoff(
+                session, packet, packet.queue, channel=channel, outcome=outcome
+            )
+
+    async def _write_handoff(
+        self,
+        session: AsyncSession,
+        packet: HandoffPacket,
+        queue: str,
+        *,
+        channel: str,
+        outcome: str,
+    ) -> None:
+        """The call, its turns and the handoff's packet."""
+        await self._write_call(
+            session,
+            call_id=packet.call_id,
+            caller=packet.caller,
+            intent=packet.intent.name,
+            transcript=packet.transcript,
+            started=packet.transcript[0].at if packet.transcript else packet.created_at,
+            channel=channel,
+            outcome=outcome,
+        )
+        session.add(
+            Handoff(
+                id=packet.id,
+                call_id=packet.call_id,
+                created_at=packet.created_at,
+                queue=queue,
+                priority=packet.priority,
+                reason=packet.reason,
+                intent=packet.intent.name,
+                packet=packet.model_dump(mode="json"),
+            )
+        )
 
     async def record_call(self, state: CallState, *, channel: str) -> None:
         """Store a call that ended without a handoff: who called, its transcript, how it ended
@@ -664,6 +687,115 @@ class QueueService:
         await self._publish({"type": "queue_changed", "queue": queue})
         return previous
 
+    async def return_to_queue(self, entry_id: str, *, reason: str) -> bool:
+        """A phone caller whose agent never arrived or dropped out (the browser closed during
+        a warm transfer): the caller goes back to the place they had, and the agent, who is
+        evidently not there, is set away. False when the entry is no longer with an agent."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await session.get(QueueEntry, entry_id, with_for_update=True)
+            if entry is None or entry.status not in ("offered", "connected"):
+                return False
+            agent_id = entry.agent_id if entry.status == "connected" else entry.offered_to
+            previous = entry.status
+            self._requeue(entry)
+            entry.agent_id = None
+            entry.connected_at = None
+            entry.flag = None
+            queue = entry.queue
+            if agent_id is not None:
+                agent = await self._agent_for_update(session, agent_id)
+                self._set_state(session, agent, "away", now, reason=reason)
+                if previous == "offered":
+                    await self._decide_offer(session, entry_id, agent_id, "withdrawn", now)
+        logger.warning("caller returned to the queue", extra={"detail": f"{entry_id}: {reason}"})
+        if agent_id is not None:
+            await self._publish(
+                {
+                    "type": "call_returned",
+                    "entry_id": entry_id,
+                    "agent_id": agent_id,
+                    "reason": reason,
+                }
+            )
+            await self._publish_state(agent_id, "away", reason=reason)
+        self._changed()
+        await self.dispatch()
+        await self._publish({"type": "queue_changed", "queue": queue})
+        return True
+
+    async def to_callback(self, entry_id: str, number: str) -> bool:
+        """A waiting caller would rather be called back: the entry becomes a callback and keeps
+        its place, and the caller can hang up. False when it is no longer waiting."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            entry = await session.get(QueueEntry, entry_id, with_for_update=True)
+            if entry is None or entry.status != "waiting" or entry.kind != "call":
+                return False
+            entry.kind = "callback"
+            entry.callback_number = number
+            session.add(
+                Callback(
+                    entry_id=entry.id,
+                    handoff_id=entry.handoff_id,
+                    number=number,
+                    requested_at=entry.enqueued_at,
+                )
+            )
+            call = await session.get(Call, entry.call_id)
+            if call is not None:
+                call.outcome = "callback"
+                call.ended_at = now
+            queue = entry.queue
+        logger.info("waiting caller chose a callback", extra={"detail": entry_id})
+        self._changed()
+        await self._publish({"type": "queue_changed", "queue": queue})
+        return True
+
+    async def place(self, entry_id: str) -> dict[str, Any] | None:
+        """Where one caller stands, for what they are told while they wait: their status, their
+        1-based position (callers served before them: higher priority, or the same priority
+        and waiting longer) and their own estimated wait; with an agent, who."""
+        async with self.db.session() as session:
+            entry = await session.get(QueueEntry, entry_id)
+            if entry is None:
+                return None
+            ahead = await session.scalar(
+                select(func.count()).where(
+                    QueueEntry.queue == entry.queue,
+                    QueueEntry.status.in_(IN_QUEUE),
+                    QueueEntry.id != entry.id,
+                    (QueueEntry.priority > entry.priority)
+                    | (
+                        (QueueEntry.priority == entry.priority)
+                        & (QueueEntry.enqueued_at < entry.enqueued_at)
+                    ),
+                )
+            )
+            agent = await session.get(Agent, entry.agent_id) if entry.agent_id else None
+        position = int(ahead or 0) + 1
+        figures = (await self.stats()).get(entry.queue)
+        wait = None
+        if figures is not None:
+            wait = estimate_wait(
+                WaitInputs(
+                    arrivals=figures.arrivals,
+                    window_s=_ARRIVAL_WINDOW,
+                    aht_s=figures.aht,
+                    agents_staffed=figures.agents_staffed,
+                    agents_available=figures.agents_available,
+                    position=position,
+                )
+            )
+        return {
+            "status": entry.status,
+            "queue": entry.queue,
+            "position": position,
+            "estimated_wait": wait,
+            "agent_id": entry.agent_id,
+            "agent_name": agent.display_name if agent else None,
+        }
+
     async def entry_for_handoff(self, handoff_id: str) -> str | None:
         async with self.db.session() as session:
             return await session.scalar(
@@ -901,14 +1033,17 @@ class QueueService:
         async with self.db.session() as session:
             row = (
                 await session.execute(
-                    select(QueueEntry, Handoff.packet)
+                    select(QueueEntry, Handoff.packet, Call.channel)
                     .join(Handoff, Handoff.id == QueueEntry.handoff_id)
+                    .outerjoin(Call, Call.id == QueueEntry.call_id)
                     .where(QueueEntry.id == entry_id)
                 )
             ).first()
         if row is None:
             return None
-        entry, packet = row
+        entry, packet, call_channel = row
+        attributes = (packet.get("caller") or {}).get("attributes") or {}
+        channel = attributes.get("channel") or call_channel
         return {
             "entry_id": entry.id,
             "kind": entry.kind,
@@ -923,6 +1058,11 @@ class QueueService:
             "callback_number": entry.callback_number if for_agent else None,
             "expires_at": entry.offer_expires_at.isoformat() if entry.offer_expires_at else None,
             "flag": entry.flag,
+            "channel": channel,
+            # A phone caller (SIP via LiveKit) waits in the LiveKit room named by the call id,
+            # which the agent's desktop joins (POST /api/entries/{id}/livekit); a callback has
+            # no caller in a room.
+            "livekit_room": entry.call_id if channel == "sip" and entry.kind == "call" else None,
             "packet": packet,
         }
 

@@ -9,7 +9,7 @@ carry the numbers and the trunk (``sip.phoneNumber`` and friends); keypad presse
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from livekit import api, rtc
@@ -103,19 +103,28 @@ async def cold_transfer(
         play_dialtone=play_dialtone,
         headers=transfer_headers(packet),
     )
-    try:
-        await lkapi.sip.transfer_sip_participant(request)
-    except api.TwirpError as exc:
-        logger.warning(
-            "the transfer was refused",
-            extra={"handoff_id": packet.id, "target": target, "detail": exc.message},
-        )
-        return TransferResult(False, f"{exc.code}: {exc.message}")
-    except Exception as exc:  # network trouble: same outcome for the caller
-        logger.warning(
-            "the transfer failed",
-            extra={"handoff_id": packet.id, "target": target, "detail": str(exc)},
-        )
-        return TransferResult(False, str(exc) or type(exc).__name__)
     # self-hosted LiveKit answers with an empty message once the REFER is accepted
+    return await sip_result(
+        lkapi.sip.transfer_sip_participant(request),
+        refused="the transfer was refused",
+        failed="the transfer failed",
+        packet=packet,
+        target=target,
+    )
+
+
+async def sip_result(
+    call: Awaitable[object], *, refused: str, failed: str, packet: HandoffPacket, target: str
+) -> TransferResult:
+    """A SIP request of LiveKit's as a result: refused by the far end or LiveKit (a Twirp error)
+    or failed on the way (network trouble), the caller's outcome is the same and is logged."""
+    where = {"handoff_id": packet.id, "target": target}
+    try:
+        await call
+    except api.TwirpError as exc:
+        logger.warning(refused, extra={**where, "detail": exc.message})
+        return TransferResult(False, f"{exc.code}: {exc.message}")
+    except Exception as exc:
+        logger.warning(failed, extra={**where, "detail": str(exc)})
+        return TransferResult(False, str(exc) or type(exc).__name__)
     return TransferResult(True)

@@ -14,10 +14,13 @@ runs on the development machines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
@@ -25,7 +28,9 @@ from livekit.agents import AutoSubscribe, JobContext, JobProcess
 from livekit.agents.worker import ServerOptions
 
 from voicebot.config import Settings
-from voicebot.handoff.packet import CallbackRequest
+from voicebot.flows.schema import Hold
+from voicebot.handoff.packet import CallbackRequest, HandoffPacket
+from voicebot.handoff.sinks import HandoffSink
 from voicebot.telephony.sip_call import caller_from_sip, cold_transfer, on_sip_dtmf
 
 if TYPE_CHECKING:
@@ -102,6 +107,12 @@ async def _load() -> _Loaded:
 
     settings = Settings()
     runtime = BotRuntime.load(settings)
+    warm = [n for n, q in runtime.loaded.definition.queues.items() if q.transfer_mode == "warm"]
+    if warm and not settings.sip_outbound_trunk:
+        logger.warning(
+            "warm transfers to a phone need VOICEBOT_SIP_OUTBOUND_TRUNK; they are cold until set",
+            extra={"detail": ", ".join(warm)},
+        )
     speech = await build_speech(settings, runtime.loaded.definition)
     await speech.prefill()
     return _Loaded(runtime, speech)
@@ -123,6 +134,14 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     is_phone = participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
     caller = caller_from_sip(participant.attributes, name=participant.name) if is_phone else None
+    queues = await _open_queues(loaded.runtime)
+    if queues is not None:
+
+        async def close_queues(_reason: str) -> None:
+            await queues.bus.aclose()
+            await queues.db.aclose()
+
+        ctx.add_shutdown_callback(close_queues)
     call = VoiceCall(
         loaded.runtime,
         loaded.speech,
@@ -132,62 +151,341 @@ async def entrypoint(ctx: JobContext) -> None:
         call_id=ctx.room.name,
         aec_warmup=SIP_AEC_WARMUP if is_phone else None,
     )
-    ctx.room.on("sip_dtmf_received", on_sip_dtmf(participant.identity, call.press_keys))
+    # The caller's keys go to the conversation, then to the queue while they wait.
+    keypad: dict[str, Callable[[str], None]] = {"press": call.press_keys}
+    ctx.room.on(
+        "sip_dtmf_received", on_sip_dtmf(participant.identity, lambda keys: keypad["press"](keys))
+    )
     transferred = False
 
     async def before_hangup(reply: Any) -> None:
         nonlocal transferred
         transferred = (
-            await _transfer(ctx, call, reply, participant.identity, callbacks)
-            if is_phone
-            else False
+            await _transfer(ctx, call, reply, participant.identity, queues) if is_phone else False
         )
 
     call.before_hangup = before_hangup
+    recorder = await _start_recording(ctx, loaded.runtime.settings, call) if is_phone else None
 
     async def closing(reason: str) -> None:
         await call.aclose(f"job shut down: {reason}")
 
     ctx.add_shutdown_callback(closing)
-    callbacks = await _open_callbacks(loaded.runtime)
-    if callbacks is not None:
-
-        async def close_callbacks(_reason: str) -> None:
-            await callbacks.aclose()
-            await callbacks.db.aclose()
-
-        ctx.add_shutdown_callback(close_callbacks)
     await call.start(room=ctx.room, participant_identity=participant.identity)
     await call.wait_ended()
+    packet = call.call.state.handoff
+    outcome = "transferred" if transferred else "call ended"
+    if not transferred and packet is not None and _warm_phone_target(loaded.runtime, packet):
+        outcome = await _warm_to_phone(ctx, loaded, queues, packet, participant)
+    elif queues is not None and not transferred:
+        if packet is not None and _waits_in_built_in_queue(loaded.runtime, packet):
+            outcome = await _wait_in_queue(ctx, loaded, queues, packet, participant, keypad)
+        elif packet is None:
+            await _record_call(queues, call)
+    if recorder is not None:
+        await recorder.stop()
+        logger.info("call recording", extra={"detail": recorder.report()})
     if not transferred:
-        # the handoff (if any) is recorded by the call; ending the room hangs the phone up
+        # ending the room hangs the phone up (a no-op when the queue already did)
+        with contextlib.suppress(Exception):
+            await ctx.delete_room()
+    ctx.shutdown(outcome)
+
+
+async def _start_recording(ctx: JobContext, settings: Settings, call: Any) -> Any:
+    """With ``VOICEBOT_RECORDING=calls`` the call is recorded by LiveKit Egress from the start,
+    paused while the caller gives a sensitive answer (a ``collect`` of a sensitive slot) and
+    resumed after; the segments and gaps are logged with the call."""
+    if settings.recording != "calls":
+        return None
+    from voicebot.telephony.recording import CallRecorder, SensitiveGate
+
+    recorder = CallRecorder(ctx.api, ctx.room.name, filepath=settings.recording_filepath)
+    if not await recorder.start():
+        return recorder  # logged; the call goes on unrecorded
+    gate = SensitiveGate(recorder)
+
+    async def listening(sensitive: bool) -> None:
+        if not await gate.listening(sensitive) and sensitive:
+            # the egress may still be running: say so loudly (the caller is not told; the
+            # recording must be reviewed and the segment redacted)
+            logger.error(
+                "a sensitive answer may have been recorded",
+                extra={"call_id": call.call.state.call_id},
+            )
+
+    call.on_listen = listening
+    return recorder
+
+
+def _warm_phone_target(runtime: Any, packet: HandoffPacket) -> str | None:
+    """The number a phone caller's handoff is warm-transferred to, if it is one: the queue
+    says ``transfer_mode: warm`` and the worker has an outbound trunk to dial it with."""
+    queue = runtime.loaded.definition.queues.get(packet.queue)
+    if queue is None or queue.transfer is None or queue.transfer_mode != "warm":
+        return None
+    if packet.caller.attributes.get("channel") != "sip":
+        return None
+    if not runtime.settings.sip_outbound_trunk:
+        return None  # warned at start-up; the transfer is cold
+    return str(queue.transfer)
+
+
+async def _warm_to_phone(
+    ctx: JobContext,
+    loaded: _Loaded,
+    queues: QueueService | None,
+    packet: HandoffPacket,
+    caller: rtc.RemoteParticipant,
+    *,
+    media: Any = None,
+    consult: Any = None,
+) -> str:
+    """Dial the queue's number into a consult room, brief whoever answers, and bridge them to
+    the caller. A number that does not answer gets the apology and the owed callback."""
+    from voicebot.telephony.phone_transfer import (
+        LiveKitConsult,
+        PhoneTransfer,
+        consult_room_name,
+        consult_token,
+    )
+    from voicebot.telephony.room_media import RoomMedia
+
+    runtime = loaded.runtime
+    settings = runtime.settings
+    target = _warm_phone_target(runtime, packet)
+    assert target is not None
+    room = consult_room_name(ctx.room.name)
+    queue = runtime.loaded.definition.queues[packet.queue]
+
+    async def hang_up() -> None:
         await ctx.delete_room()
-    ctx.shutdown("transferred" if transferred else "call ended")
+
+    engine: Any = None
+    if media is None or consult is None:
+        engine = loaded.speech.for_call().tts
+    if media is None:
+        media = RoomMedia(
+            ctx.room,
+            ctx.api,
+            engine,
+            caller=caller.identity,
+            hang_up=hang_up,
+            music=_hold_music(settings.bot_dir, queue.hold.music),
+        )
+    if consult is None:
+        secret = settings.livekit_api_secret.get_secret_value()
+        consult = LiveKitConsult(
+            url=settings.livekit_url,
+            token=consult_token(settings.livekit_api_key, secret, room),
+            engine=engine,
+            caller_room=ctx.room,
+            caller_identity=caller.identity,
+            allow_caller=media.allow_caller,
+        )
+    transfer = PhoneTransfer(
+        ctx.api,
+        packet,
+        media,
+        consult,
+        room,
+        trunk_id=str(settings.sip_outbound_trunk),
+        target=target,
+        team=packet.queue.replace("_", " "),
+    )
+
+    def left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == caller.identity:
+            transfer.caller_left()
+
+    ctx.room.on("participant_disconnected", left)
+    if caller.identity not in ctx.room.remote_participants:
+        transfer.caller_left()
+    try:
+        await media.start()
+        outcome, result = await transfer.run()
+        if outcome == "refused":
+            await media.hold(False)
+            await media.say(_TRANSFER_FAILED)
+            if queues is not None and packet.caller.number:
+                await _queue_callback(queues, packet, target)
+    finally:
+        ctx.room.off("participant_disconnected", left)
+        with contextlib.suppress(Exception):
+            await consult.aclose()
+        await media.aclose()
+    logger.info(
+        "warm transfer to a phone",
+        extra={"handoff_id": packet.id, "detail": f"{outcome}: {result.detail}"},
+    )
+    return f"warm transfer: {outcome}"
 
 
-async def _open_callbacks(runtime: Any) -> QueueService | None:
-    """With ``VOICEBOT_DATABASE_URL`` the worker shares the API's database, so a callback it
-    owes (a refused transfer) joins the built-in queues, where agents see it. The worker does
-    no routing itself: the API nodes do."""
+def _waits_in_built_in_queue(runtime: Any, packet: HandoffPacket) -> bool:
+    """A phone caller handed to a queue without ``transfer`` waits for an agent in their room."""
+    queue = runtime.loaded.definition.queues.get(packet.queue)
+    return packet.caller.attributes.get("channel") == "sip" and not (queue and queue.transfer)
+
+
+class _PhoneHandoffs:
+    """Where the worker's handoffs go: a phone caller for the built-in queues is queued there
+    (before they hear the handoff line). A transfer's packet goes to the JSON-lines file as
+    before and is stored without a queue entry, so no agent here is offered a call that went
+    elsewhere, while the desktop it went to can fetch it by the id in the SIP headers."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        queued: HandoffSink,
+        other: HandoffSink,
+        service: QueueService | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.queued = queued
+        self.other = other
+        self.service = service
+
+    async def deliver(self, packet: HandoffPacket) -> None:
+        if _waits_in_built_in_queue(self.runtime, packet):
+            await self.queued.deliver(packet)
+            return
+        await self.other.deliver(packet)
+        if self.service is not None:
+            try:
+                await asyncio.wait_for(
+                    self.service.record_handoff(packet, channel="sip", outcome="transferred"),
+                    timeout=5.0,
+                )
+            except Exception as exc:  # the file has it; the transfer must not wait
+                logger.error(
+                    "the transferred handoff was not stored",
+                    extra={"handoff_id": packet.id, "detail": str(exc)},
+                )
+
+
+async def _open_queues(runtime: Any) -> QueueService | None:
+    """With ``VOICEBOT_DATABASE_URL`` the worker shares the API's database: phone callers wait
+    in the built-in queues (agents take them from the desktop), and a callback it owes (a
+    refused transfer) is queued there too. The API nodes do the routing; the worker listens to
+    the queues' events so that it knows at once when an agent accepts its caller."""
     settings = runtime.settings
     if not settings.database_url:
         return None
     from voicebot.queues.events import bus_for
+    from voicebot.queues.service import QueueService
+    from voicebot.queues.sink import QueueHandoffSink
     from voicebot.store.db import DatabaseUnavailable, open_database
 
     try:
         db = await open_database(settings.resolved_database_url, migrate=False)
     except DatabaseUnavailable as exc:
-        logger.error("owed callbacks cannot be queued", extra={"detail": str(exc)})
+        logger.error("the built-in queues are unavailable", extra={"detail": str(exc)})
         return None
     definition = runtime.loaded.definition
-    return QueueService(
+    service = QueueService(
         db,
         bus_for(settings, db),
         definition.queues,
         default_queue=definition.bot.default_queue,
+        offer_timeout=settings.offer_timeout,
+        wrap_up_seconds=settings.wrap_up_seconds,
         anger_threshold=settings.anger_priority_threshold,
     )
+    try:
+        await service.bus.start()
+    except Exception as exc:  # the queue is polled as well: events only make it prompt
+        logger.warning("queue events unavailable; polling", extra={"detail": str(exc)})
+    sink = QueueHandoffSink(service, settings.data_dir / "handoff-spool.jsonl")
+    runtime.handoffs = _PhoneHandoffs(runtime, sink, runtime.handoffs, service)
+    runtime.queue_stats = service.flow_stats
+    return service
+
+
+async def _wait_in_queue(
+    ctx: JobContext,
+    loaded: _Loaded,
+    queues: QueueService,
+    packet: HandoffPacket,
+    caller: rtc.RemoteParticipant,
+    keypad: dict[str, Callable[[str], None]],
+    media: Any = None,
+) -> str:
+    """The caller waits in their room for an agent, who joins it from the desktop. ``media``:
+    the room's audio and permissions (``RoomMedia`` unless a test brings its own)."""
+    from voicebot.telephony.queued_call import QueuedCall
+    from voicebot.telephony.room_media import RoomMedia
+
+    entry_id = await queues.entry_for_handoff(packet.id)
+    if entry_id is None:
+        # spooled (the database is down): the packet is kept and will be queued, but nobody
+        # could join this call; the caller heard the handoff line and is let go
+        return "handoff spooled"
+    runtime = loaded.runtime
+    queue = runtime.loaded.definition.queues.get(queues.resolve_queue(packet.queue))
+    hold = queue.hold if queue is not None else Hold()
+    music = _hold_music(runtime.settings.bot_dir, hold.music)
+
+    async def hang_up() -> None:
+        await ctx.delete_room()
+
+    if media is None:
+        media = RoomMedia(
+            ctx.room,
+            ctx.api,
+            loaded.speech.for_call().tts,
+            caller=caller.identity,
+            hang_up=hang_up,
+            music=music,
+        )
+    queued = QueuedCall(entry_id, packet, media, queues, hold=hold)
+    keypad["press"] = queued.keys
+
+    def joined(participant: rtc.RemoteParticipant) -> None:
+        queued.participant_joined(participant.identity)
+
+    def left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == caller.identity:
+            queued.caller_left()
+        else:
+            queued.participant_left(participant.identity)
+
+    ctx.room.on("participant_connected", joined)
+    ctx.room.on("participant_disconnected", left)
+    queues.bus.subscribe(queued.queue_event)
+    for participant in list(ctx.room.remote_participants.values()):
+        joined(participant)
+    if caller.identity not in ctx.room.remote_participants:
+        queued.caller_left()  # hung up during the handoff line
+    try:
+        await media.start()
+        outcome = await queued.run()
+    finally:
+        ctx.room.off("participant_connected", joined)
+        ctx.room.off("participant_disconnected", left)
+        await media.aclose()
+    logger.info(
+        "the caller left the queue",
+        extra={"handoff_id": packet.id, "detail": f"{outcome}: {' > '.join(queued.history)}"},
+    )
+    return f"queue: {outcome}"
+
+
+def _hold_music(bot_dir: Path, name: str | None) -> Path | None:
+    if name is None:
+        return None
+    path = (bot_dir / name).resolve()
+    if not path.is_file():
+        logger.warning("hold music not found; the generated tune plays", extra={"detail": name})
+        return None
+    return path
+
+
+async def _record_call(queues: QueueService, call: Any) -> None:
+    """A phone call that ended without a handoff is stored too, as on the softphone."""
+    try:
+        await queues.record_call(call.call.state, channel="sip")
+    except Exception:
+        logger.exception("call not recorded", extra={"call_id": call.call.state.call_id})
 
 
 async def _transfer(
@@ -202,6 +500,8 @@ async def _transfer(
     queue = call.call.bot.loaded.definition.queues.get(packet.queue)
     if queue is None or not queue.transfer:
         return False
+    if _warm_phone_target(call.call.bot, packet):
+        return False  # dialled after the conversation has closed (_warm_to_phone)
     result = await cold_transfer(
         ctx.api, room=ctx.room.name, caller_identity=identity, target=queue.transfer, packet=packet
     )

@@ -12,9 +12,9 @@ import csv
 import datetime as dt
 import io
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
@@ -22,12 +22,15 @@ from sqlalchemy import or_, select
 from voicebot.access.audit import audit
 from voicebot.access.sessions import Principal
 from voicebot.access.users import UserError, add_user, hash_password, validate_skills
-from voicebot.api.deps import Admin, Db, Queues, Supervisor, User, client_ip
+from voicebot.api.deps import Admin, Db, Queues, Supervisor, User, client_ip, get_settings
+from voicebot.api.livekit_tokens import mint_agent_token
+from voicebot.config import Settings
 from voicebot.handoff.packet import CallbackRequest, CallerInfo, HandoffPacket, IntentInfo
 from voicebot.handoff.packet import SentimentInfo as Sentiment
 from voicebot.queues.service import QueueError, QueueService, agent_view, has_skills
 from voicebot.store.db import Database
 from voicebot.store.models import Agent, AuditEvent, Callback, Handoff, Offer, QueueEntry
+from voicebot.telephony.queued_call import agent_identity
 
 router = APIRouter(prefix="/api", tags=["contact centre"])
 
@@ -296,6 +299,91 @@ async def wrap_up(entry_id: str, body: WrapUp, queues: Queues, who: User) -> Non
         await queues.wrap_up(_agent_id(who), entry_id, body.code, body.notes)
     except QueueError as exc:
         raise _conflict(exc) from None
+
+
+class LiveKitJoin(BaseModel):
+    """How the agent's browser joins a phone caller's LiveKit room."""
+
+    url: str = Field(description="The LiveKit server for the browser (ws:// or wss://).")
+    token: str = Field(
+        description="An access token for `room`, valid for 5 minutes: join and listen. "
+        "Publishing is granted by the worker once it has briefed the agent."
+    )
+    room: str = Field(description="The caller's room (the call id).")
+    identity: str = Field(description="The agent's participant identity: agent-<agent id>.")
+
+
+@router.post(
+    "/entries/{entry_id}/livekit",
+    response_model=LiveKitJoin,
+    responses={
+        404: {"description": "No such queue entry."},
+        409: {"description": "The call is not connected to the signed-in agent."},
+        422: {"description": "Not a phone call through LiveKit (a softphone call, a callback)."},
+        503: {"description": "LiveKit is not configured on the API."},
+    },
+)
+async def livekit_join(
+    entry_id: str,
+    request: Request,
+    db: Db,
+    queues: Queues,
+    who: User,
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Any:
+    """A token with which the agent's desktop joins the phone caller's LiveKit room, for the
+    agent the call is connected to. The agent joins unheard: the worker briefs them privately,
+    then lets them speak and introduces them to the caller. Audited (``livekit_join``)."""
+    agent_id = _agent_id(who)
+    refused: HTTPException | None = None
+    grant: LiveKitJoin | None = None
+    async with db.session() as session:
+        entry = await session.get(QueueEntry, entry_id)
+        agent = await session.get(Agent, agent_id)
+    assignment = await queues.assignment(entry_id) if entry is not None else None
+    if entry is None or assignment is None:
+        refused = HTTPException(status.HTTP_404_NOT_FOUND, detail="no such queue entry")
+    elif entry.status != "connected" or entry.agent_id != agent_id:
+        refused = HTTPException(
+            status.HTTP_409_CONFLICT, detail="this call is not connected to you"
+        )
+    elif not assignment["livekit_room"]:
+        refused = HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="this call is not a phone call through LiveKit; there is no room to join",
+        )
+    elif not settings.livekit_configured:
+        refused = HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="LiveKit is not configured on this server: set LIVEKIT_URL, LIVEKIT_API_KEY "
+            "and LIVEKIT_API_SECRET (and VOICEBOT_LIVEKIT_BROWSER_URL if browsers reach "
+            "LiveKit at another address)",
+        )
+    else:
+        room = str(assignment["livekit_room"])
+        url = settings.resolved_livekit_browser_url
+        assert url is not None  # livekit_configured
+        token = mint_agent_token(
+            settings,
+            room=room,
+            agent_id=agent_id,
+            agent_name=(agent.display_name or agent.username) if agent else who.username,
+            entry_id=entry_id,
+        )
+        grant = LiveKitJoin(url=url, token=token, room=room, identity=agent_identity(agent_id))
+    await audit(
+        db,
+        "livekit_join",
+        actor=who.username,
+        actor_id=agent_id,
+        target=entry_id,
+        success=grant is not None,
+        ip=client_ip(request),
+        **({"room": grant.room} if grant else {"refused": refused.detail if refused else None}),
+    )
+    if refused is not None:
+        raise refused
+    return grant
 
 
 @router.post("/entries/{entry_id}/abandon")

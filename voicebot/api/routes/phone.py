@@ -23,8 +23,9 @@ from fastapi.responses import FileResponse
 from starlette.websockets import WebSocketState
 
 from voicebot.agent.voice_call import VoiceCall
-from voicebot.api.call_legs import CallerLeg, hold_music
+from voicebot.api.call_legs import CallerLeg
 from voicebot.audio.files import CALL_SAMPLE_RATE
+from voicebot.audio.hold import hold_music
 from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
 from voicebot.handoff.packet import CallerInfo
 

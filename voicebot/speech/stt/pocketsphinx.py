@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -145,6 +146,18 @@ class DecoderPool:
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=decoder_process.load,
                     initargs=(str(hmm), str(self.lm_path), str(self.dict_path)),
+                )
+                # A multiprocessing child (livekit's job process) ends through os._exit after
+                # joining its own children, without the interpreter shutdown that would tell
+                # this pool's workers to stop: they would be waited on for ever and left behind
+                # when the job process is killed. A finalizer run before that join stops them;
+                # its priority is above the one (10) that closes the queue feeding the workers,
+                # which must still carry the stop sentinels.
+                multiprocessing.util.Finalize(
+                    self._executor,
+                    self._executor.shutdown,
+                    kwargs={"wait": True, "cancel_futures": True},
+                    exitpriority=100,
                 )
                 self.created += 1
             return self._executor

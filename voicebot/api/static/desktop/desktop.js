@@ -4,12 +4,16 @@
 // REST (same-origin, the session is an HttpOnly cookie): GET /api/auth/me, POST /api/auth/login,
 // POST /api/auth/logout.
 // Control: one WebSocket at /api/desktop/ws, JSON text both ways (hello, state, offer,
-//   offer_withdrawn, connected, caller_left, wrap_up, queues, error, pong down; state, accept,
-//   decline, end, wrap_up, start_callback, ping up). Close code 4401 = session expired,
+//   offer_withdrawn, connected, caller_left, call_returned, wrap_up, queues, error, pong down;
+//   state, accept, decline, end, wrap_up, start_callback, ping up). Close code 4401 = session expired,
 //   4001 = another window took the desktop over; any other close is retried with backoff.
 // Audio: the assignment's audio_url, a WebSocket of binary 16-bit LE mono PCM at 16 kHz both
 //   ways, handled like the softphone (phone/phone.js): an AudioWorklet resamples the
 //   microphone, received chunks are scheduled back to back on the context clock.
+// A phone caller (SIP via LiveKit) is in a LiveKit room instead (the assignment's
+//   livekit_room): the page asks POST /api/entries/{id}/livekit for a token and joins the room
+//   with the vendored livekit-client (vendor/, loaded only then). The agent joins unheard; the
+//   worker briefs them, then grants publishing, and the microphone goes on.
 //
 // Plain script, no build step and nothing fetched from elsewhere: the page has to work on an
 // offline contact-centre network. Every piece of call data (caller-controlled text) goes into
@@ -23,6 +27,8 @@
   const WS_PATH = "/api/desktop/ws";
   // The softphone's capture processor: one copy serves both pages (the API mounts both).
   const WORKLET_URL = "/phone/static/capture-worklet.js";
+  // The LiveKit browser SDK (the UMD build: window.LivekitClient), served from this package.
+  const LIVEKIT_SCRIPT = "/desktop/static/vendor/livekit-client.umd.js";
   const PING_MS = 20000;
   const STALE_MS = 50000; // nothing heard for this long (pongs included): the link is dead
   const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
@@ -99,6 +105,7 @@
     btnAudio: $("btn-audio"),
     btnMute: $("btn-mute"),
     micMeter: $("mic-meter"),
+    livekitAudio: $("livekit-audio"),
     callerMeter: $("caller-meter"),
     popIntent: $("pop-intent"),
     popQueue: $("pop-queue"),
@@ -137,6 +144,9 @@
     wrapUpCodes: [],
     errors: [], // server error messages and local failures
     audio: { connected: false, muted: false, bytesIn: 0, bytesOut: 0, micError: null },
+    // A phone caller's LiveKit room: status is null (none), joining, briefing (in the room,
+    // not allowed to speak yet), connected, failed or disconnected; message is what is shown.
+    livekit: { status: null, room: null, entryId: null, canPublish: false, message: "" },
   };
   window.desktop = desktop;
 
@@ -172,6 +182,8 @@
   let soundOn = readSoundSetting();
   let chimeTimer = null;
   let line = null; // the call's audio connection
+  let lkCall = null; // the phone caller's LiveKit room, while the desktop is in it
+  let livekitLoading = null; // the SDK's script, loading or loaded (a promise)
 
   // --- banner and notices ----------------------------------------------------------------
   let persistentBanner = null; // {text, kind, action: {label, run}}
@@ -580,6 +592,7 @@
       case "offer_withdrawn": return onOfferWithdrawn(message);
       case "connected": return onConnected(message);
       case "caller_left": return onCallerLeft(message);
+      case "call_returned": return onCallReturned(message);
       case "wrap_up": return onWrapUp(message);
       case "queues": return renderQueues(message.queues);
       case "error": return onError(message);
@@ -720,7 +733,11 @@
     phase = "connected";
     acting = false;
     fillPop(assignment);
-    if (assignment.audio_url) {
+    if (assignment.livekit_room) {
+      // A phone caller: join their LiveKit room, unless this desktop is in it already (a
+      // repeated connected message, or a hello after the control socket reconnected).
+      if (!lkCall || lkCall.entryId !== assignment.entry_id) joinRoom(assignment);
+    } else if (assignment.audio_url) {
       if (!line || line.url !== assignment.audio_url) {
         if (audioCtx && audioCtx.state === "running") {
           connectAudio(assignment);
@@ -751,6 +768,18 @@
       wrapEndedBy = "caller";
       showWrapContext();
     }
+    renderAll();
+  }
+
+  // A phone caller went back to the queue: this desktop never joined their room in time, or
+  // dropped out of it. The call is no longer this agent's (they are set away by the server).
+  function onCallReturned(message) {
+    if (!current || (message.entry_id && message.entry_id !== current.entry_id)) return;
+    stopAudio();
+    clearWork();
+    const reason = message.reason ? `: ${message.reason}` : "";
+    showNotice(`The caller went back to the queue${reason}`, "warn");
+    announce(`The caller went back to the queue${reason}`);
     renderAll();
   }
 
@@ -1328,10 +1357,21 @@
       : `Start callback${number ? ` to ${number}` : ""}`;
 
     ui.audioBox.hidden = offer;
-    const hasAudio = !!(current && current.audio_url);
-    ui.btnAudio.hidden = !hasAudio || phase !== "connected" || line !== null;
-    ui.btnMute.hidden = !hasAudio;
-    ui.btnMute.disabled = line === null;
+    const inRoom = !!(current && current.livekit_room);
+    const hasAudio = !inRoom && !!(current && current.audio_url);
+    if (inRoom) {
+      // Try again after a failure or a drop; Start audio when the browser blocked playback.
+      const retry = !lkCall || lkCall.status === "failed" || lkCall.status === "disconnected";
+      ui.btnAudio.hidden = phase !== "connected" || !(retry || (lkCall && lkCall.playbackBlocked));
+      ui.btnAudio.textContent = retry ? "Join again" : "Start audio";
+      ui.btnMute.hidden = false;
+      ui.btnMute.disabled = !(lkCall && lkCall.status === "connected");
+    } else {
+      ui.btnAudio.hidden = !hasAudio || phase !== "connected" || line !== null;
+      ui.btnAudio.textContent = "Connect audio";
+      ui.btnMute.hidden = !hasAudio;
+      ui.btnMute.disabled = line === null;
+    }
     ui.btnMute.textContent = desktop.audio.muted ? "Unmute" : "Mute";
     ui.btnMute.setAttribute("aria-pressed", String(desktop.audio.muted));
     ui.micMeter.closest(".meters").hidden = !hasAudio;
@@ -1588,6 +1628,7 @@
   }
 
   function stopAudio() {
+    leaveRoom();
     const ending = line;
     line = null;
     desktop.audio.connected = false;
@@ -1705,6 +1746,10 @@
   }
 
   function toggleMute() {
+    if (lkCall) {
+      muteInRoom(lkCall, !desktop.audio.muted);
+      return;
+    }
     desktop.audio.muted = !desktop.audio.muted;
     applyMute(line);
     if (desktop.audio.muted) showLevel(ui.micMeter, 0);
@@ -1717,6 +1762,209 @@
     const value = Math.min(100, Math.round(Math.sqrt(Math.max(0, level)) * 100));
     meter.style.width = `${value}%`;
     meter.setAttribute("aria-valuenow", String(value));
+  }
+
+  // ======================================================================================
+  // a phone caller's LiveKit room
+  // ======================================================================================
+
+  // Why LiveKit closed the room on us, by DisconnectReason name, in words for the agent.
+  const ROOM_LEFT_REASONS = {
+    ROOM_DELETED: "the call has ended",
+    ROOM_CLOSED: "the call has ended",
+    PARTICIPANT_REMOVED: "you were removed from the call",
+    DUPLICATE_IDENTITY: "you joined it from another window",
+    SERVER_SHUTDOWN: "the LiveKit server shut down",
+  };
+
+  // The SDK's script, added to the page the first time a phone call needs it: desktops that
+  // only take softphone calls never load it.
+  function loadLivekit() {
+    if (window.LivekitClient) return Promise.resolve(window.LivekitClient);
+    if (!livekitLoading) {
+      livekitLoading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = LIVEKIT_SCRIPT;
+        script.async = true;
+        script.onload = () => {
+          if (window.LivekitClient) resolve(window.LivekitClient);
+          else reject(new Error("the LiveKit client script did not load properly"));
+        };
+        script.onerror = () => {
+          script.remove();
+          reject(new Error("the LiveKit client script could not be loaded"));
+        };
+        document.head.appendChild(script);
+      });
+      livekitLoading.catch(() => { livekitLoading = null; }); // the next call tries again
+    }
+    return livekitLoading;
+  }
+
+  function setRoomState(call, status, message, kind = "") {
+    call.status = status;
+    if (lkCall !== call) return;
+    Object.assign(desktop.livekit, {
+      status,
+      room: call.roomName,
+      entryId: call.entryId,
+      canPublish: status === "connected",
+      message,
+    });
+    desktop.audio.connected = status === "briefing" || status === "connected";
+    setAudioStatus(message, kind);
+    renderAll();
+  }
+
+  async function joinRoom(assignment) {
+    leaveRoom();
+    const call = {
+      entryId: assignment.entry_id,
+      roomName: String(assignment.livekit_room),
+      sdk: null,
+      room: null,
+      status: null,
+      playbackBlocked: false,
+    };
+    lkCall = call;
+    desktop.audio.muted = false;
+    desktop.audio.micError = null;
+    setRoomState(call, "joining", "Joining the caller's room…");
+    try {
+      const response = await fetch(`/api/entries/${encodeURIComponent(call.entryId)}/livekit`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (lkCall !== call) return;
+      if (response.status === 401) {
+        sessionExpired();
+        return;
+      }
+      if (!response.ok) throw new Error(await errorDetail(response));
+      const grant = await response.json();
+      const sdk = await loadLivekit();
+      if (lkCall !== call) return;
+      if (typeof sdk.setLogLevel === "function") sdk.setLogLevel("warn");
+      const room = new sdk.Room({ adaptiveStream: false, dynacast: false });
+      call.sdk = sdk;
+      call.room = room;
+      room.on(sdk.RoomEvent.TrackSubscribed, (track) => {
+        if (lkCall !== call || track.kind !== sdk.Track.Kind.Audio) return;
+        ui.livekitAudio.appendChild(track.attach());
+      });
+      room.on(sdk.RoomEvent.TrackUnsubscribed, (track) => {
+        for (const element of track.detach()) element.remove();
+      });
+      room.on(sdk.RoomEvent.ParticipantPermissionsChanged, (_previous, participant) => {
+        if (participant === room.localParticipant) permissionsChanged(call);
+      });
+      room.on(sdk.RoomEvent.AudioPlaybackStatusChanged, () => {
+        if (lkCall !== call) return;
+        call.playbackBlocked = !room.canPlaybackAudio;
+        if (call.playbackBlocked) {
+          setAudioStatus("The browser blocked the caller's audio: press Start audio.", "error");
+        }
+        renderAll();
+      });
+      room.on(sdk.RoomEvent.Reconnecting, () => {
+        if (lkCall === call && call.status !== "joining") {
+          setRoomState(call, "reconnecting", "Connection to the caller's room lost — reconnecting…", "error");
+        }
+      });
+      room.on(sdk.RoomEvent.Reconnected, () => {
+        if (lkCall === call) {
+          call.status = "reconnected";
+          permissionsChanged(call);
+        }
+      });
+      room.on(sdk.RoomEvent.Disconnected, (reason) => roomDisconnected(call, reason));
+      await room.connect(String(grant.url), String(grant.token));
+      if (lkCall !== call) {
+        disconnectQuietly(room);
+        return;
+      }
+      permissionsChanged(call);
+    } catch (error) {
+      if (lkCall !== call) return;
+      const why = error && error.message ? String(error.message) : String(error);
+      noteError(`Could not join the caller's room: ${why}`);
+      if (call.room) disconnectQuietly(call.room);
+      setRoomState(call, "failed", `Could not join the caller's room: ${why}`, "error");
+    }
+  }
+
+  // In the room: the agent is briefed first (they hear the worker, the caller cannot hear
+  // them), and may speak once the worker grants publishing.
+  function permissionsChanged(call) {
+    if (lkCall !== call || !call.room) return;
+    const permissions = call.room.localParticipant.permissions;
+    if (!(permissions && permissions.canPublish)) {
+      setRoomState(call, "briefing", "Briefing… (the caller cannot hear you yet)");
+      return;
+    }
+    if (call.status === "connected") return;
+    // Muted stays muted across a reconnection; a new call starts unmuted (joinRoom).
+    const muted = desktop.audio.muted;
+    setRoomState(call, "connected",
+      muted ? "Connected: your microphone is muted." : "Connected: the caller can hear you.", "ok");
+    call.room.localParticipant.setMicrophoneEnabled(!muted).catch((error) => microphoneFailed(call, error));
+  }
+
+  function microphoneFailed(call, error) {
+    if (lkCall !== call) return;
+    const why = error && error.message ? String(error.message) : String(error);
+    desktop.audio.micError = why;
+    noteError(`Microphone unavailable: ${why}`);
+    desktop.livekit.message = `Connected, but the microphone is unavailable (${why}).`;
+    setAudioStatus(desktop.livekit.message, "error");
+  }
+
+  function muteInRoom(call, muted) {
+    if (!call.room || call.status !== "connected") return;
+    desktop.audio.muted = muted;
+    call.room.localParticipant.setMicrophoneEnabled(!muted).catch((error) => microphoneFailed(call, error));
+    setAudioStatus(muted ? "Connected: your microphone is muted." : "Connected: the caller can hear you.", "ok");
+    renderAll();
+  }
+
+  function startRoomAudio(call) {
+    call.room.startAudio().then(() => {
+      if (lkCall !== call) return;
+      call.playbackBlocked = !call.room.canPlaybackAudio;
+      setAudioStatus(desktop.livekit.message, call.status === "connected" ? "ok" : "");
+      renderAll();
+    }).catch(() => {});
+  }
+
+  function roomDisconnected(call, reason) {
+    // A failed join is reported where connect() fails; this is a room we were in.
+    if (lkCall !== call || call.status === "joining" || call.status === "failed") return;
+    ui.livekitAudio.replaceChildren();
+    const names = call.sdk && call.sdk.DisconnectReason;
+    const name = names && reason !== undefined ? names[reason] : null;
+    const why = ROOM_LEFT_REASONS[name] || (name ? humanize(String(name)).toLowerCase() : "the connection was lost");
+    setRoomState(call, "disconnected", `Disconnected from the caller's room: ${why}.`, "error");
+  }
+
+  // Leaves the room (End call, wrap-up, another offer, sign-out, the page closing).
+  function leaveRoom() {
+    const ending = lkCall;
+    lkCall = null;
+    if (!ending) return;
+    ui.livekitAudio.replaceChildren();
+    if (ending.room) disconnectQuietly(ending.room);
+    Object.assign(desktop.livekit, { status: null, room: null, entryId: null, canPublish: false, message: "" });
+    desktop.audio.connected = false;
+    if (phase === "connected" || phase === "ending") setAudioStatus("You left the caller's room.");
+  }
+
+  function disconnectQuietly(room) {
+    try {
+      Promise.resolve(room.disconnect()).catch(() => {});
+    } catch {
+      // already gone
+    }
   }
 
   // ======================================================================================
@@ -1733,7 +1981,16 @@
     ui.btnDecline.addEventListener("click", decline);
     ui.btnEnd.addEventListener("click", endCall);
     ui.btnStartCallback.addEventListener("click", startCallback);
-    ui.btnAudio.addEventListener("click", () => { if (current) connectAudio(current); });
+    ui.btnAudio.addEventListener("click", () => {
+      if (!current) return;
+      if (!current.livekit_room) {
+        connectAudio(current);
+      } else if (lkCall && lkCall.playbackBlocked && lkCall.room) {
+        startRoomAudio(lkCall);
+      } else {
+        joinRoom(current);
+      }
+    });
     ui.btnMute.addEventListener("click", toggleMute);
     ui.wrapForm.addEventListener("submit", submitWrapUp);
     ui.wrapCode.addEventListener("change", () => { ui.wrapError.textContent = ""; });
