@@ -83,3 +83,59 @@ async def _handoff_call(runtime: BotRuntime, speech: SpeechStack) -> None:
         "Please hold while I put you through to a colleague.",
         "Putting you through now.",
     ]
+
+
+SENSITIVE_BOT = """\
+bot: { name: Tiny, greeting: "Hello.", start: verify }
+queues: { general: {} }
+flows:
+  verify:
+    steps:
+      - collect: pin
+        type: digits
+        length: 4
+        dtmf: true
+        sensitive: true
+        prompt: Please key in your PIN.
+      - collect: reason
+        type: text
+        prompt: Thank you. What is the call about?
+"""
+
+
+async def test_the_call_says_before_each_answer_whether_it_is_sensitive(tmp_path: Path) -> None:
+    """What a recording pauses on (VOICEBOT_RECORDING): told as each reply is made, so before
+    the caller can say or key the answer."""
+    write_bot(tmp_path, {"bot.yaml": SENSITIVE_BOT})
+    settings = audio_settings(tmp_path, bot_dir=tmp_path)
+    runtime = BotRuntime.load(settings)
+    speech = await build_speech(settings, runtime.loaded.definition)
+    audio_in = QueueAudioInput(label="t", sample_rate=CALL_SAMPLE_RATE)
+    audio_out = PacedAudioOutput(
+        label="t", sample_rate=CALL_SAMPLE_RATE, deliver=lambda _: None, speed=20
+    )
+    call = VoiceCall(runtime, speech, audio_in, audio_out)
+    told: list[bool] = []
+
+    async def listening(sensitive: bool) -> None:
+        told.append(sensitive)
+
+    call.on_listen = listening
+    try:
+        await call.start()
+        deadline = time.monotonic() + 15
+        while told != [True] and time.monotonic() < deadline:
+            audio_in.push(silence(0.02).tobytes())
+            await asyncio.sleep(0.02)
+        assert told == [True]  # the PIN prompt: the next input is sensitive
+        call.press_keys("1234")
+        while len(told) < 2 and time.monotonic() < deadline:
+            audio_in.push(silence(0.02).tobytes())
+            await asyncio.sleep(0.02)
+        assert told == [True, False]  # the next question is not
+    finally:
+        audio_in.close()
+        await call.aclose("test over")
+        await audio_out.aclose()
+        await speech.aclose()
+        await runtime.aclose()

@@ -409,6 +409,11 @@ class FakeLiveKit:
             return [_copy(t) for t in self._inbound.values()]
 
     @property
+    def outbound_trunks(self) -> list[proto_sip.SIPOutboundTrunkInfo]:
+        with self._lock:
+            return [_copy(t) for t in self._outbound.values()]
+
+    @property
     def dispatch_rules(self) -> list[proto_sip.SIPDispatchRuleInfo]:
         with self._lock:
             return [_copy(r) for r in self._rules.values()]
@@ -811,7 +816,7 @@ class FakeLiveKit:
             raise TwirpError("not_found", "requested sip trunk does not exist")
         return proto_sip.SIPTrunkInfo(sip_trunk_id=req.sip_trunk_id)
 
-    # --- SIP: outbound trunks (enough for CreateSIPParticipant) --------------------------------
+    # --- SIP: outbound trunks ------------------------------------------------------------------
 
     def _h_SIP_CreateSIPOutboundTrunk(
         self, req: proto_sip.CreateSIPOutboundTrunkRequest
@@ -846,6 +851,36 @@ class FakeLiveKit:
         ]
         items = _paginate(items, req, "sip_trunk_id")
         return proto_sip.ListSIPOutboundTrunkResponse(items=items)
+
+    def _h_SIP_UpdateSIPOutboundTrunk(
+        self, req: proto_sip.UpdateSIPOutboundTrunkRequest
+    ) -> proto_sip.SIPOutboundTrunkInfo:
+        """livekit-server's UpdateSIPOutboundTrunk: a whole replacement or the given fields."""
+        if not req.sip_trunk_id:
+            raise TwirpError("invalid_argument", "trunk id must be set")
+        action = req.WhichOneof("action")
+        if action is None:
+            raise TwirpError("invalid_argument", "missing or unsupported update action")
+        current = self._outbound.get(req.sip_trunk_id)
+        if current is None:
+            raise TwirpError("not_found", "requested sip trunk does not exist")
+        if action == "replace":
+            updated = _copy(req.replace)
+            updated.sip_trunk_id = req.sip_trunk_id
+        else:
+            updated = _copy(current)
+            diff = req.update
+            if diff.HasField("numbers"):
+                _set_list(updated.numbers, _apply_list_update(list(updated.numbers), diff.numbers))
+            for name in ("address", "auth_username", "auth_password", "name", "metadata"):
+                if diff.HasField(name):
+                    setattr(updated, name, getattr(diff, name))
+        if not updated.numbers:
+            raise TwirpError("invalid_argument", "no trunk numbers specified")
+        if not updated.address:
+            raise TwirpError("invalid_argument", "no outbound address specified")
+        self._outbound[req.sip_trunk_id] = updated
+        return _copy(updated)
 
     # --- SIP: dispatch rules --------------------------------------------------------------------
 

@@ -22,7 +22,15 @@ from voicebot.handoff.packet import HandoffPacket
 from voicebot.queues.events import Event, LocalBus
 from voicebot.queues.service import QueueService
 from voicebot.store.db import Database
-from voicebot.store.models import Agent, AgentStateChange, Call, Callback, Handoff, QueueEntry
+from voicebot.store.models import (
+    Agent,
+    AgentStateChange,
+    Call,
+    Callback,
+    Handoff,
+    Offer,
+    QueueEntry,
+)
 from voicebot.telephony import worker
 from voicebot.telephony.queued_call import QueuedCall, agent_identity
 
@@ -404,3 +412,41 @@ async def test_a_transferred_handoff_is_stored_without_a_queue_entry(
     assert entries == []
     assert call is not None and call.outcome == "transferred" and call.channel == "sip"
     assert stored is not None and stored.packet["id"] == packet.id
+
+
+async def test_the_callback_key_while_an_agent_is_being_offered_the_call(
+    db: Database, service: QueueService
+) -> None:
+    """The offer is withdrawn and the caller still gets their callback; the agent is offered
+    the callback instead (it is still at the front)."""
+    alice = await agent(db, "alice")
+    entry_id, _packet, media, queued, task = await waiting_call(service)
+    await until(lambda: media.said())
+    await service.set_state(alice, "available")
+    await until(lambda: _offered_to(db, entry_id, alice))
+    queued.keys("1")
+    assert await task == "callback"
+    async with db.session() as session:
+        offers = (await session.scalars(select(Offer).where(Offer.entry_id == entry_id))).all()
+    assert offers[0].outcome == "withdrawn"
+    await until(lambda: _offered_to(db, entry_id, alice))
+    assert (await entry(db, entry_id)).kind == "callback"
+
+
+async def test_a_failure_mid_transfer_apologises_and_keeps_the_callers_place(
+    db: Database, service: QueueService
+) -> None:
+    alice = await agent(db, "alice")
+    entry_id, _packet, media, queued, task = await waiting_call(service)
+
+    def broken() -> None:
+        raise RuntimeError("the briefing track went away")
+
+    media.on_brief = broken
+    await take_call(db, service, queued, alice, entry_id)
+    queued.participant_joined(agent_identity(alice))
+    assert await task == "failed"
+    assert "We will call you back" in media.said()[-1]
+    row = await entry(db, entry_id)
+    assert row.kind == "callback" and row.status in ("waiting", "offered")
+    assert row.callback_number == "+447700900123"

@@ -95,6 +95,24 @@ async def test_only_the_caller_hears_the_room_track_until_the_agent_is_admitted(
     assert local.last() == {"sip_caller": ["TR_room"], "agent-7": ["TR_room"]}
 
 
+async def test_a_second_agent_after_one_dropped_out_hears_only_their_own_briefing() -> None:
+    media, local = media_on("call-1")
+    media._briefed = "agent-7"
+    await media.admit("agent-7")
+    await media.leave()  # agent-7 was put through, then dropped out
+    media._briefing_player.play = lambda _audio: SimpleNamespace(  # type: ignore[method-assign]
+        wait_for_playout=_done
+    )
+    await media.brief("Incoming call.", "agent-9")
+    assert local.last() == {"sip_caller": ["TR_room"], "agent-9": ["TR_brief"]}
+    media.allow_caller("TR_bridge")
+    assert local.last() == {"sip_caller": ["TR_room", "TR_bridge"], "agent-9": ["TR_brief"]}
+
+
+async def _done() -> None:
+    return None
+
+
 async def test_the_agent_may_speak_only_when_the_bot_says_so(
     lk: FakeLiveKit, lkapi: api.LiveKitAPI
 ) -> None:

@@ -418,6 +418,74 @@ def test_numbers_addresses_and_urls_are_normalised() -> None:
 # --- the command --------------------------------------------------------------------------------
 
 
+# --- the outbound trunk (warm transfers to a phone) ---------------------------------------------
+
+
+async def test_the_outbound_trunk_is_created_then_left_alone(lk: FakeLiveKit) -> None:
+    plan = await run_setup(
+        lk.url,
+        outbound_address="example.pstn.twilio.com",
+        outbound_username="acme",
+        outbound_password="s3cret-pass",
+    )
+    [created] = lk.calls("CreateSIPOutboundTrunk", proto_sip.CreateSIPOutboundTrunkRequest)
+    trunk = created.trunk
+    assert trunk.name == "voicebot-outbound" and trunk.address == "example.pstn.twilio.com"
+    assert list(trunk.numbers) == [NUMBER]
+    assert (trunk.auth_username, trunk.auth_password) == ("acme", "s3cret-pass")
+    assert plan.outbound_trunk_id and plan.outbound_trunk_id.startswith("ST_")
+    assert plan.lines()[-1] == (
+        'create outbound trunk "voicebot-outbound": address example.pstn.twilio.com; '
+        'calls from +442079460000; user "acme"'
+    )
+    lk.clear_requests()
+    again = await run_setup(
+        lk.url,
+        outbound_address="example.pstn.twilio.com",
+        outbound_username="acme",
+        outbound_password="s3cret-pass",
+    )
+    assert written(lk) == [] and again.outbound_trunk_id == plan.outbound_trunk_id
+    assert (
+        again.lines()[-1]
+        == f'unchanged outbound trunk {plan.outbound_trunk_id} "voicebot-outbound"'
+    )
+
+
+async def test_a_new_password_updates_only_the_login(lk: FakeLiveKit) -> None:
+    first = await run_setup(
+        lk.url, outbound_address="sip.carrier.example", outbound_username="acme"
+    )
+    lk.clear_requests()
+    plan = await run_setup(
+        lk.url,
+        outbound_address="sip.carrier.example",
+        outbound_username="acme",
+        outbound_password="rotated-password",
+    )
+    [update] = lk.calls("UpdateSIPOutboundTrunk", proto_sip.UpdateSIPOutboundTrunkRequest)
+    assert update.sip_trunk_id == first.outbound_trunk_id
+    assert not update.update.HasField("address") and not update.update.HasField("numbers")
+    assert update.update.auth_password == "rotated-password"
+    assert "rotated-password" not in " ".join(plan.lines())  # never printed
+    [stored] = lk.outbound_trunks
+    assert stored.auth_password == "rotated-password" and stored.address == "sip.carrier.example"
+
+
+async def test_the_outbound_trunk_in_a_dry_run_and_when_ambiguous(lk: FakeLiveKit) -> None:
+    plan = await run_setup(lk.url, outbound_address="203.0.113.5:5060", dry_run=True)
+    assert written(lk) == [] and plan.outbound_trunk_id is None
+    assert plan.lines()[-1].startswith('create outbound trunk "voicebot-outbound"')
+    for _ in range(2):
+        lk.add_outbound_trunk(
+            proto_sip.SIPOutboundTrunkInfo(
+                name="voicebot-outbound", address="x.example", numbers=[NUMBER]
+            )
+        )
+    with pytest.raises(SipSetupError, match="2 outbound trunks are named"):
+        await run_setup(lk.url, outbound_address="203.0.113.5:5060")
+
+
 def cli(lk_url: str | None, *args: str, secret: str | None = SECRET) -> Any:
     env = {"LIVEKIT_URL": lk_url, "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": secret}
     return CliRunner().invoke(livekit_app, ["setup-sip", *args], env=env)
@@ -613,3 +681,19 @@ async def test_fake_refuses_conflicting_dispatch_rules(lk: FakeLiveKit) -> None:
         "Dispatch rule for the same trunk, inbound number, number, and PIN combination "
         f'already exists in dispatch rule "{plan.dispatch_rule_id}"'
     )
+
+
+def test_cli_outbound_trunk_names_the_workers_setting(
+    lk: FakeLiveKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEBOT_SIP_OUTBOUND_PASSWORD", "from-the-environment")
+    done = cli(lk.url, "--number", NUMBER, *CARRIER_ARGS, "--outbound-address", "sip.example.com")
+    assert done.exit_code == 0, done.output
+    [trunk] = lk.outbound_trunks
+    assert trunk.auth_password == "from-the-environment"
+    assert done.stdout.splitlines()[-1] == (
+        f"warm transfers to a phone: give the workers VOICEBOT_SIP_OUTBOUND_TRUNK={trunk.sip_trunk_id}"
+    )
+    assert "from-the-environment" not in done.output
+    bad = cli(lk.url, "--number", NUMBER, "--outbound-address", "sip:agent@pbx")
+    assert bad.exit_code == 2 and "--outbound-address takes the carrier's SIP host" in bad.output

@@ -48,6 +48,32 @@ def setup_sip_command(
     room_prefix: Annotated[
         str, typer.Option("--room-prefix", help="Each call's room name starts with this.")
     ] = "call-",
+    outbound_address: Annotated[
+        str | None,
+        typer.Option(
+            "--outbound-address",
+            help="The carrier's SIP host for outgoing calls (e.g. example.pstn.twilio.com): "
+            "also set up the outbound trunk that warm transfers to a phone dial through.",
+            show_default=False,
+        ),
+    ] = None,
+    outbound_username: Annotated[
+        str,
+        typer.Option(
+            "--outbound-username",
+            envvar="VOICEBOT_SIP_OUTBOUND_USERNAME",
+            help="The login for outgoing calls at the carrier, if it asks for one.",
+        ),
+    ] = "",
+    outbound_password: Annotated[
+        str,
+        typer.Option(
+            "--outbound-password",
+            envvar="VOICEBOT_SIP_OUTBOUND_PASSWORD",
+            help="Its password (prefer the environment variable: options show in ps).",
+            show_default=False,
+        ),
+    ] = "",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would change.")
     ] = False,
@@ -83,6 +109,7 @@ def setup_sip_command(
     from voicebot.telephony.sip_setup import (
         SipSetupError,
         check_livekit_url,
+        check_sip_host,
         livekit_error_message,
         normalize_addresses,
         normalize_number,
@@ -105,6 +132,8 @@ def setup_sip_command(
         url = check_livekit_url(url)
         number = normalize_number(number)
         normalize_addresses(allowed_address or [])
+        if outbound_address is not None:
+            check_sip_host(outbound_address)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -121,6 +150,7 @@ def setup_sip_command(
                 agent_name=agent_name,
                 room_prefix=room_prefix,
                 dry_run=dry_run,
+                outbound=(outbound_address, outbound_username, outbound_password),
             )
         )
     except SipSetupError as exc:
@@ -150,6 +180,11 @@ def setup_sip_command(
         )
     else:
         typer.echo("nothing to change: LiveKit is already set up")
+    if plan.outbound_trunk_id:
+        typer.echo(
+            f"warm transfers to a phone: give the workers "
+            f"VOICEBOT_SIP_OUTBOUND_TRUNK={plan.outbound_trunk_id}"
+        )
 
 
 async def _setup(
@@ -163,6 +198,7 @@ async def _setup(
     agent_name: str,
     room_prefix: str,
     dry_run: bool,
+    outbound: tuple[str | None, str, str],
 ) -> SetupPlan:
     from livekit.api import LiveKitAPI
 
@@ -177,4 +213,7 @@ async def _setup(
             agent_name=agent_name,
             room_prefix=room_prefix,
             dry_run=dry_run,
+            outbound_address=outbound[0],
+            outbound_username=outbound[1],
+            outbound_password=outbound[2],
         )

@@ -726,12 +726,20 @@ class QueueService:
 
     async def to_callback(self, entry_id: str, number: str) -> bool:
         """A waiting caller would rather be called back: the entry becomes a callback and keeps
-        its place, and the caller can hang up. False when it is no longer waiting."""
+        its place, and the caller can hang up. An offer of the call is withdrawn (the agent
+        gets the callback instead, as routing decides). False when it is no longer waiting."""
         now = self.clock()
+        withdrawn: int | None = None
         async with self.db.transaction() as session:
             entry = await session.get(QueueEntry, entry_id, with_for_update=True)
-            if entry is None or entry.status != "waiting" or entry.kind != "call":
+            if entry is None or entry.status not in IN_QUEUE or entry.kind != "call":
                 return False
+            if entry.status == "offered" and entry.offered_to is not None:
+                withdrawn = entry.offered_to
+                agent = await self._agent_for_update(session, withdrawn)
+                self._set_state(session, agent, "available", now)
+                await self._decide_offer(session, entry_id, withdrawn, "withdrawn", now)
+                self._requeue(entry)
             entry.kind = "callback"
             entry.callback_number = number
             session.add(
@@ -748,6 +756,16 @@ class QueueService:
                 call.ended_at = now
             queue = entry.queue
         logger.info("waiting caller chose a callback", extra={"detail": entry_id})
+        if withdrawn is not None:
+            await self._publish(
+                {
+                    "type": "offer_withdrawn",
+                    "entry_id": entry_id,
+                    "agent_id": withdrawn,
+                    "reason": "the caller chose a callback",
+                }
+            )
+            await self._publish_state(withdrawn, "available")
         self._changed()
         await self._publish({"type": "queue_changed", "queue": queue})
         return True

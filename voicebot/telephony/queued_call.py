@@ -108,6 +108,10 @@ class Wording:
         "I'm sorry, we lost the connection to your colleague. You are back at the front of the "
         "queue; please stay on the line."
     )
+    failed: str = "I'm sorry, something has gone wrong on our side. Please call again later."
+    failed_callback: str = (
+        "I'm sorry, something has gone wrong on our side. We will call you back, in your turn."
+    )
     agent_late: str = (
         "I'm sorry for the wait. You are still at the front of the queue; please stay on the line."
     )
@@ -187,13 +191,28 @@ class QueuedCall:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The caller must not be left on silent hold: the entry goes back (or stays) in the
-            # queue, where agents still see it, and the job's end hangs up.
             logger.exception("the queued call failed", extra={"detail": self.entry_id})
             self.outcome = "failed"
-            with contextlib.suppress(Exception):
-                await self.queues.return_to_queue(self.entry_id, reason="the bot failed")
+            await self._fail()
         return self.outcome or "gone"
+
+    async def _fail(self) -> None:
+        """Something broke: the caller must not be left on silent hold. They hear an apology;
+        with a known number their place becomes a callback, else the entry is closed (nobody
+        would be in the room for an agent to join). The job's end then hangs up."""
+        number = self.packet.caller.number
+        with contextlib.suppress(Exception):
+            await self.queues.return_to_queue(self.entry_id, reason="the bot failed")
+        try:
+            kept = bool(number) and await self.queues.to_callback(self.entry_id, str(number))
+            if not kept:
+                await self.queues.abandon(self.entry_id, reason="the bot failed")
+        except Exception:
+            logger.exception("the failed call's entry was left as it was")
+            kept = False
+        with contextlib.suppress(Exception):
+            await self.media.hold(False)
+            await self.media.say(self.wording.failed_callback if kept else self.wording.failed)
 
     async def _next_event(self) -> tuple[str, Any]:
         """The next event, or ``tick`` when a timer (announcement, poll, join deadline) is due."""

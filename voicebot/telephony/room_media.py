@@ -112,32 +112,24 @@ class RoomMedia:
                 await player.aclose()
 
     def _apply_permissions(self) -> None:
-        """Caller: the room track. Agent: the briefing track while briefed, then the room track."""
+        """Caller: the room track. The agent being briefed: the briefing track; the agent
+        admitted: the room track. Nobody else hears the bot."""
         room_track = self._room_player.publication
         briefing_track = self._briefing_player.publication
-        allowed: list[rtc.ParticipantTrackPermission] = []
+        allowed: dict[str, list[str]] = {}
         caller_tracks = [room_track.sid] if room_track is not None else []
-        caller_tracks += self._caller_tracks
-        if caller_tracks:
-            allowed.append(
-                rtc.ParticipantTrackPermission(
-                    participant_identity=self.caller, allowed_track_sids=caller_tracks
-                )
-            )
-        agent_tracks = [
-            pub.sid
-            for pub, who in ((briefing_track, self._briefed), (room_track, self._admitted))
-            if pub is not None and who is not None
-        ]
-        agent = self._admitted or self._briefed
-        if agent is not None and agent_tracks:
-            allowed.append(
-                rtc.ParticipantTrackPermission(
-                    participant_identity=agent, allowed_track_sids=agent_tracks
-                )
-            )
+        allowed[self.caller] = caller_tracks + self._caller_tracks
+        if self._briefed is not None and briefing_track is not None:
+            allowed.setdefault(self._briefed, []).append(briefing_track.sid)
+        if self._admitted is not None and room_track is not None:
+            allowed.setdefault(self._admitted, []).append(room_track.sid)
         self.room.local_participant.set_track_subscription_permissions(
-            allow_all_participants=False, participant_permissions=allowed
+            allow_all_participants=False,
+            participant_permissions=[
+                rtc.ParticipantTrackPermission(participant_identity=who, allowed_track_sids=sids)
+                for who, sids in allowed.items()
+                if sids
+            ],
         )
 
     # -- CallerMedia ---------------------------------------------------------------------------
@@ -167,6 +159,8 @@ class RoomMedia:
                     await self.hold(True)
 
     async def brief(self, text: str, agent: str) -> None:
+        if self._admitted != agent:  # an earlier agent who dropped out hears nothing more
+            self._admitted = None
         self._briefed = agent
         self._apply_permissions()
         await self._briefing_player.play(speech_frames(self.engine, text)).wait_for_playout()

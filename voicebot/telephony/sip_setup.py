@@ -2,8 +2,9 @@
 
 LiveKit needs two things for that: an inbound SIP trunk that accepts calls to the number (from
 the carrier's addresses), and a dispatch rule on that trunk that puts each caller in a room of
-their own and dispatches the agent there by name. :func:`setup_sip` reads what LiveKit has and
-changes only what differs, so it is safe to run again; ``dry_run`` only reads.
+their own and dispatches the agent there by name. Warm transfers to a phone need a third: an
+outbound trunk through the carrier, calling from the number. :func:`setup_sip` reads what
+LiveKit has and changes only what differs, so it is safe to run again; ``dry_run`` only reads.
 
 :func:`livekit_error_message` turns what the LiveKit client raises (Twirp errors, connection
 failures) into one line for people.
@@ -28,12 +29,15 @@ from livekit.protocol.room import RoomConfiguration
 from livekit.protocol.sip import (
     CreateSIPDispatchRuleRequest,
     CreateSIPInboundTrunkRequest,
+    CreateSIPOutboundTrunkRequest,
     ListSIPDispatchRuleRequest,
     ListSIPInboundTrunkRequest,
+    ListSIPOutboundTrunkRequest,
     SIPDispatchRule,
     SIPDispatchRuleIndividual,
     SIPDispatchRuleInfo,
     SIPInboundTrunkInfo,
+    SIPOutboundTrunkInfo,
 )
 
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -51,7 +55,7 @@ class SetupAction:
     """One step of the plan: what happens (or happened) to the trunk or the dispatch rule."""
 
     verb: Literal["create", "update", "unchanged"]
-    target: Literal["trunk", "dispatch rule"]
+    target: Literal["trunk", "dispatch rule", "outbound trunk"]
     name: str  # the id, or the quoted name of something not created yet
     changes: tuple[str, ...] = ()
 
@@ -69,6 +73,7 @@ class SetupPlan:
     warnings: list[str] = field(default_factory=list)
     trunk_id: str | None = None  # None when a dry run would create the trunk
     dispatch_rule_id: str | None = None
+    outbound_trunk_id: str | None = None  # VOICEBOT_SIP_OUTBOUND_TRUNK for the workers
 
     @property
     def changes(self) -> list[SetupAction]:
@@ -124,6 +129,17 @@ def _address_problem(raw: str, text: str) -> str:
     )
 
 
+def check_sip_host(text: str) -> str:
+    """A carrier's SIP host for outgoing calls: a name or address, with a port if need be."""
+    host = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
+        raise ValueError(
+            f"--outbound-address takes the carrier's SIP host (e.g. example.pstn.twilio.com "
+            f"or 203.0.113.5:5060), not {text!r}"
+        )
+    return host
+
+
 def check_livekit_url(url: str) -> str:
     """The URL, if the LiveKit client can use it (ws, wss, http or https, with a host)."""
     text = url.strip()
@@ -150,17 +166,24 @@ async def setup_sip(
     agent_name: str = "voicebot",
     room_prefix: str = "call-",
     dry_run: bool = False,
+    outbound_address: str | None = None,
+    outbound_username: str = "",
+    outbound_password: str = "",
 ) -> SetupPlan:
     """Make LiveKit's inbound trunk and dispatch rule for ``number`` match what is asked.
 
     The trunk is found by ``trunk_name`` (or, failing that, by the number) and gets exactly
     ``number`` and ``allowed_addresses``; the dispatch rule bound to it puts each caller in a
     room of their own (``room_prefix``...) and dispatches the agent ``agent_name`` there.
+    With ``outbound_address`` (the carrier's SIP host for outgoing calls) the outbound trunk
+    ``<trunk_name>-outbound`` calls from ``number`` through it, with the given credentials.
     Raises ValueError for bad input, SipSetupError when LiveKit's state is ambiguous, and what
     the LiveKit client raises (see :func:`livekit_error_message`).
     """
     number = normalize_number(number)
     addresses = normalize_addresses(allowed_addresses)
+    if outbound_address is not None:
+        outbound_address = check_sip_host(outbound_address)
     if not trunk_name.strip():
         raise ValueError("the trunk name must not be empty")
     if not agent_name.strip():
@@ -175,7 +198,74 @@ async def setup_sip(
     plan.dispatch_rule_id = await _ensure_dispatch_rule(
         api, plan, plan.trunk_id, number, trunk_name, agent_name, room_prefix
     )
+    if outbound_address is not None:
+        plan.outbound_trunk_id = await _ensure_outbound_trunk(
+            api,
+            plan,
+            SIPOutboundTrunkInfo(
+                name=f"{trunk_name}-outbound",
+                address=outbound_address,
+                numbers=[number],
+                auth_username=outbound_username,
+                auth_password=outbound_password,
+            ),
+        )
     return plan
+
+
+async def _ensure_outbound_trunk(
+    api: LiveKitAPI, plan: SetupPlan, wanted: SIPOutboundTrunkInfo
+) -> str | None:
+    """The outbound trunk named ``wanted.name``, created or brought in line with ``wanted``."""
+    listed = await api.sip.list_outbound_trunk(ListSIPOutboundTrunkRequest())
+    named = [t for t in listed.items if t.sip_trunk_id and t.name == wanted.name]
+    if len(named) > 1:
+        raise SipSetupError(
+            f"{len(named)} outbound trunks are named {_quote(wanted.name)} "
+            f"({', '.join(t.sip_trunk_id for t in named)}): delete or rename all but one"
+        )
+    login = f"user {_quote(wanted.auth_username)}" if wanted.auth_username else "no login"
+    if not named:
+        plan.actions.append(
+            SetupAction(
+                "create",
+                "outbound trunk",
+                _quote(wanted.name),
+                (f"address {wanted.address}", f"calls from {wanted.numbers[0]}", login),
+            )
+        )
+        if plan.dry_run:
+            return None
+        created = await api.sip.create_outbound_trunk(CreateSIPOutboundTrunkRequest(trunk=wanted))
+        return created.sip_trunk_id
+    trunk = named[0]
+    changes: list[str] = []
+    if trunk.address != wanted.address:
+        changes.append(f"address {trunk.address or 'none'} -> {wanted.address}")
+    numbers_differ = sorted(trunk.numbers) != list(wanted.numbers)
+    if numbers_differ:
+        changes.append(f"numbers {_show(list(trunk.numbers))} -> {wanted.numbers[0]}")
+    login_differs = (trunk.auth_username, trunk.auth_password) != (
+        wanted.auth_username,
+        wanted.auth_password,
+    )
+    if login_differs:
+        changes.append(f"login -> {login}")  # the password is never printed
+    name = f"{trunk.sip_trunk_id} {_quote(trunk.name)}"
+    if not changes:
+        plan.actions.append(SetupAction("unchanged", "outbound trunk", name))
+        return trunk.sip_trunk_id
+    plan.actions.append(SetupAction("update", "outbound trunk", name, tuple(changes)))
+    if not plan.dry_run:
+        # only what differs is sent: transport, headers and media set elsewhere stay
+        await api.sip.update_outbound_trunk_fields(
+            trunk.sip_trunk_id,
+            address=wanted.address if trunk.address != wanted.address else None,
+            numbers=list(wanted.numbers) if numbers_differ else None,
+            auth_username=wanted.auth_username if login_differs else None,
+            auth_password=wanted.auth_password if login_differs else None,
+        )
+    return trunk.sip_trunk_id
 
 
 async def _ensure_trunk(
