@@ -16,6 +16,7 @@ class FakeMedia:
         self.on_brief: Callable[[], None] | None = None
         self.on_say: Callable[[str], None] | None = None
         self.hung_up = asyncio.Event()
+        self.speak_for = 0.0  # seconds each line takes to say
 
     async def start(self) -> None:
         self.log.append(("start", None))
@@ -30,7 +31,11 @@ class FakeMedia:
         self.log.append(("say", text))
         if self.on_say is not None:
             self.on_say(text)
-        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(self.speak_for)
+        except asyncio.CancelledError:
+            self.log.append(("cut", text))
+            raise
 
     async def brief(self, text: str, agent: str) -> None:
         self.log.append(("brief", (agent, text)))
@@ -58,4 +63,4 @@ class FakeMedia:
         return [value for kind, value in self.log if kind == "say"]
 
     def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.log if kind not in ("start", "aclose")]
+        return [kind for kind, _ in self.log if kind not in ("start", "aclose", "cut")]

@@ -589,12 +589,21 @@ def test_the_journey_from_caller_to_agent(phone_server: DesktopServer, caller_wa
         phone.wait_for(lambda: phone.state()["botAudioBytes"] > held + SECOND, 10)
 
         desk.page.locator("#btn-accept").click()
+        accepted = time.monotonic()
         desk.wait_for(lambda: desk.state()["state"] == "busy" and desk.phase() == "connected", 10)
-        phone.wait_for(lambda: phone.state()["agent"] == "connected", 10)
-        assert "with an agent" in phone.text("#status"), phone.describe()
         # Accepting was a click: the audio connects without another one.
         desk.wait_for(lambda: desk.state()["audio"]["connected"], 10)
         assert desk.text("#audio-status") == "Audio connected.", desk.describe()
+        # The agent is briefed first: they hear the bot, the caller still hears hold music, and
+        # neither hears the other until the bot has introduced the agent.
+        desk.wait_for(lambda: desk.state()["audio"]["bytesIn"] > SECOND, 20)
+        assert phone.state()["agent"] is None, phone.describe()
+        assert desk.state()["audio"]["bytesOut"] > 0  # the agent's microphone is on, unheard
+        phone.wait_for(lambda: phone.state()["agent"] == "connected", 90)
+        introduced_after = time.monotonic() - accepted
+        assert "with an agent" in phone.text("#status"), phone.describe()
+        bot_lines = [line["text"] for line in phone.state()["transcript"] if line["role"] == "bot"]
+        assert bot_lines, phone.describe()
 
         # Audio both ways. Hold music stops on connect (at most ~0.3 s was already on its way),
         # so what reaches the caller's page from here on is the agent's microphone.
@@ -630,7 +639,8 @@ def test_the_journey_from_caller_to_agent(phone_server: DesktopServer, caller_wa
         agent_heard = desk.audio_in("/api/desktop/audio/")
         caller_heard_all = phone.audio_in("/phone/ws")
     print(
-        f"\njourney: queued after {queued_after:.1f} s, {time.monotonic() - started:.1f} s in "
+        f"\njourney: queued after {queued_after:.1f} s, briefed and introduced "
+        f"{introduced_after:.1f} s after accepting, {time.monotonic() - started:.1f} s in "
         f"all; caller said {said}; agent heard {agent_heard}, sent {audio['bytesOut']} bytes; "
         f"caller's page received {caller_heard_all} (bot, hold music and agent)"
     )

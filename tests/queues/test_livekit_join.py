@@ -26,7 +26,7 @@ from tests.queues.test_api import (
     queue_call,
 )
 from tests.queues.test_api import serve as serve  # the fixture
-from voicebot.telephony.queued_call import AGENT_IDENTITY_PREFIX, agent_identity
+from voicebot.queues.waiting import AGENT_IDENTITY_PREFIX, agent_identity
 
 KEY = "test-livekit-key"
 SECRET = "test-livekit-secret-that-is-long-enough-0123456789"

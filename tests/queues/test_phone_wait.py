@@ -1,10 +1,11 @@
 """A phone caller waiting in a built-in queue and the warm transfer to the agent who accepts:
-the state machine of voicebot/telephony/queued_call.py on real queues (SQLite and PostgreSQL),
+the state machine of voicebot/queues/waiting.py on real queues (SQLite and PostgreSQL),
 with the room's events and media faked in-process (no LiveKit server runs here)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from voicebot.flows.schema import Hold, Queue
 from voicebot.handoff.packet import HandoffPacket
 from voicebot.queues.events import Event, LocalBus
 from voicebot.queues.service import QueueService
+from voicebot.queues.waiting import QueuedCall, agent_identity
 from voicebot.store.db import Database
 from voicebot.store.models import (
     Agent,
@@ -32,7 +34,6 @@ from voicebot.store.models import (
     QueueEntry,
 )
 from voicebot.telephony import worker
-from voicebot.telephony.queued_call import QueuedCall, agent_identity
 
 QUEUES = {"general": Queue(skills=["general"])}
 
@@ -177,7 +178,7 @@ async def test_warm_transfer_briefs_the_agent_then_introduces_them_and_leaves(
         row = await session.get(Agent, alice)
         assert row is not None
         row.display_name = "Alice Smith"
-    entry_id, packet, media, queued, task = await waiting_call(service)
+    entry_id, _packet, media, queued, task = await waiting_call(service)
     await until(lambda: media.said())
     await take_call(db, service, queued, alice, entry_id)
     assert "brief" not in media.kinds()  # nobody to brief until the agent is in the room
@@ -187,7 +188,10 @@ async def test_warm_transfer_briefs_the_agent_then_introduces_them_and_leaves(
     steps = [kind for kind in media.kinds() if kind != "say"][1:]
     assert steps == ["brief", "hold", "admit", "let_speak", "leave"]
     brief = next(value for kind, value in media.log if kind == "brief")
-    assert brief[0] == f"agent-{alice}" and packet.summary in brief[1]
+    assert brief == (
+        f"agent-{alice}",
+        "General call. Ann Example, about billing question. Waited under a minute.",
+    )
     assert media.said()[-1] == "Thank you for waiting. I'm putting you through to Alice now."
     # the agent ends the call from the desktop: the caller is hung up on
     await service.end(alice, entry_id)
@@ -450,3 +454,32 @@ async def test_a_failure_mid_transfer_apologises_and_keeps_the_callers_place(
     row = await entry(db, entry_id)
     assert row.kind == "callback" and row.status in ("waiting", "offered")
     assert row.callback_number == "+447700900123"
+
+
+def test_the_briefing_is_a_few_words_the_screen_pop_has_the_rest() -> None:
+    packet = make_packet("care", vip=True, anger=0.8, channel="sip", name=None)
+    packet.created_at -= dt.timedelta(minutes=4)
+    queued = QueuedCall("e", packet, FakeMedia(), None)  # type: ignore[arg-type]
+    assert queued._briefing() == (
+        "Care call, VIP. The caller, about billing question. The caller sounds upset. "
+        "Waited 4 minutes."
+    )
+
+
+async def test_an_agent_accepting_cuts_a_long_update_short(
+    db: Database, service: QueueService
+) -> None:
+    alice = await agent(db, "alice")
+    entry_id, packet = await enqueue(service)
+    media = FakeMedia()
+    media.speak_for = 30.0  # a long update, still being spoken when the agent accepts
+    queued = machine(service, entry_id, packet, media)
+    task = asyncio.create_task(queued.run())
+    await until(lambda: media.said())
+    await take_call(db, service, queued, alice, entry_id)
+    assert ("cut", media.said()[0]) in media.log
+    media.speak_for = 0.0
+    queued.participant_joined(agent_identity(alice))
+    await until(lambda: queued.state == "connected", within=5)
+    queued.caller_left()
+    assert await task == "ended"

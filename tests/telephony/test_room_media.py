@@ -18,13 +18,13 @@ from tests.fakes.livekit_server import FakeLiveKit
 from tests.telephony.packets import handoff_packet
 from voicebot.flows.schema import Queue
 from voicebot.handoff.packet import CallerInfo
+from voicebot.speech.frames import speech_frames
 from voicebot.speech.tts import EspeakTTS
 from voicebot.telephony import worker
 from voicebot.telephony.room_media import (
     MIXER_RATE,
     RoomMedia,
     generated_hold_music,
-    speech_frames,
 )
 
 
@@ -65,7 +65,12 @@ def media_on(room_name: str, lkapi: Any = None) -> tuple[RoomMedia, LocalPartici
 
 
 async def test_speech_reaches_the_mixer_at_48khz() -> None:
-    frames = [f async for f in speech_frames(EspeakTTS(), "You are number two in the queue.")]
+    frames = [
+        f
+        async for f in speech_frames(
+            EspeakTTS(), "You are number two in the queue.", rate=MIXER_RATE
+        )
+    ]
     assert frames and all(f.sample_rate == MIXER_RATE and f.num_channels == 1 for f in frames)
     samples = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames])
     assert 1.0 < len(samples) / MIXER_RATE < 6.0  # a short sentence

@@ -13,7 +13,7 @@ from datetime import timedelta
 from livekit import api
 
 from voicebot.config import Settings
-from voicebot.telephony.queued_call import agent_identity
+from voicebot.queues.waiting import agent_identity
 
 ROLE_ATTRIBUTE = "voicebot.role"
 ENTRY_ATTRIBUTE = "voicebot.entry_id"

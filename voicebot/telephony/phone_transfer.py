@@ -31,8 +31,9 @@ from google.protobuf.duration_pb2 import Duration
 from livekit import api, rtc
 
 from voicebot.handoff.packet import HandoffPacket
-from voicebot.telephony.queued_call import CallerMedia
-from voicebot.telephony.room_media import MIXER_RATE, speech_frames
+from voicebot.queues.waiting import CallerMedia
+from voicebot.speech.frames import speech_frames
+from voicebot.telephony.room_media import MIXER_RATE
 from voicebot.telephony.sip_call import TransferResult, sip_result, transfer_headers
 
 logger = logging.getLogger("voicebot.telephony.phone_transfer")
@@ -234,7 +235,7 @@ class LiveKitConsult:
         self._published.append((self.room, publication.sid))
 
     async def brief(self, text: str) -> None:
-        async for frame in speech_frames(self.engine, text):
+        async for frame in speech_frames(self.engine, text, rate=MIXER_RATE):
             await self._to_agent.capture_frame(frame)
         await self._to_agent.wait_for_playout()
 

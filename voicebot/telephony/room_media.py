@@ -29,31 +29,12 @@ from livekit.agents.voice.background_audio import AudioConfig, BackgroundAudioPl
 
 from voicebot.audio.files import CALL_SAMPLE_RATE
 from voicebot.audio.hold import hold_music
+from voicebot.speech.frames import speech_frames
 
 logger = logging.getLogger("voicebot.telephony.room")
 
 MIXER_RATE = 48000  # BackgroundAudioPlayer mixes at 48 kHz mono
 _FRAME_MS = 20
-
-
-async def speech_frames(
-    engine: agents_tts.TTS[Any], text: str, *, rate: int = MIXER_RATE
-) -> AsyncIterator[rtc.AudioFrame]:
-    """``text`` spoken by the call's TTS, as frames at the mixer's rate."""
-    resampler: rtc.AudioResampler | None = None
-    async with engine.synthesize(text) as stream:
-        async for chunk in stream:
-            frame = chunk.frame
-            if frame.sample_rate == rate:
-                yield frame
-                continue
-            if resampler is None:
-                resampler = rtc.AudioResampler(frame.sample_rate, rate, num_channels=1)
-            for out in resampler.push(frame):
-                yield out
-    if resampler is not None:
-        for out in resampler.flush():
-            yield out
 
 
 async def generated_hold_music(rate: int = MIXER_RATE) -> AsyncIterator[rtc.AudioFrame]:
@@ -72,7 +53,7 @@ async def generated_hold_music(rate: int = MIXER_RATE) -> AsyncIterator[rtc.Audi
 
 
 class RoomMedia:
-    """``CallerMedia`` on a LiveKit room (see voicebot/telephony/queued_call.py)."""
+    """``CallerMedia`` on a LiveKit room (see voicebot/queues/waiting.py)."""
 
     def __init__(
         self,
@@ -153,7 +134,13 @@ class RoomMedia:
             if holding:
                 await self.hold(False)
             try:
-                await self._room_player.play(speech_frames(self.engine, text)).wait_for_playout()
+                speech = speech_frames(self.engine, text, rate=MIXER_RATE)
+                handle = self._room_player.play(speech)
+                try:
+                    await handle.wait_for_playout()
+                except asyncio.CancelledError:
+                    handle.stop()  # cut short (an agent is coming): not left playing
+                    raise
             finally:
                 if holding:
                     await self.hold(True)
@@ -163,7 +150,8 @@ class RoomMedia:
             self._admitted = None
         self._briefed = agent
         self._apply_permissions()
-        await self._briefing_player.play(speech_frames(self.engine, text)).wait_for_playout()
+        speech = speech_frames(self.engine, text, rate=MIXER_RATE)
+        await self._briefing_player.play(speech).wait_for_playout()
 
     def allow_caller(self, track_sid: str) -> None:
         """Let the caller hear one more of the bot's tracks (the bridge from a phone agent)."""

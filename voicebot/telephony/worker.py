@@ -412,7 +412,7 @@ async def _wait_in_queue(
 ) -> str:
     """The caller waits in their room for an agent, who joins it from the desktop. ``media``:
     the room's audio and permissions (``RoomMedia`` unless a test brings its own)."""
-    from voicebot.telephony.queued_call import QueuedCall
+    from voicebot.queues.waiting import QueuedCall
     from voicebot.telephony.room_media import RoomMedia
 
     entry_id = await queues.entry_for_handoff(packet.id)

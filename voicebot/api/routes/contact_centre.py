@@ -28,9 +28,9 @@ from voicebot.config import Settings
 from voicebot.handoff.packet import CallbackRequest, CallerInfo, HandoffPacket, IntentInfo
 from voicebot.handoff.packet import SentimentInfo as Sentiment
 from voicebot.queues.service import QueueError, QueueService, agent_view, has_skills
+from voicebot.queues.waiting import agent_identity
 from voicebot.store.db import Database
 from voicebot.store.models import Agent, AuditEvent, Callback, Handoff, Offer, QueueEntry
-from voicebot.telephony.queued_call import agent_identity
 
 router = APIRouter(prefix="/api", tags=["contact centre"])
 

@@ -193,7 +193,8 @@ async def desktop_audio(websocket: WebSocket, entry_id: str) -> None:
         while (pcm := await outbox.get()) is not None:
             await websocket.send_bytes(pcm)
 
-    leg.to_agent = to_agent
+    assert principal.id is not None  # the entry's agent, checked above
+    leg.attach_agent(principal.id, to_agent)
     sender = asyncio.create_task(send_all())
     try:
         while True:
@@ -206,8 +207,7 @@ async def desktop_audio(websocket: WebSocket, entry_id: str) -> None:
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
-        if leg.to_agent is to_agent:
-            leg.to_agent = None
+        leg.detach_agent(to_agent)
         sender.cancel()
 
 

@@ -23,11 +23,12 @@ from fastapi.responses import FileResponse
 from starlette.websockets import WebSocketState
 
 from voicebot.agent.voice_call import VoiceCall
-from voicebot.api.call_legs import CallerLeg
+from voicebot.api.call_legs import CallerLeg, SoftphoneMedia
 from voicebot.audio.files import CALL_SAMPLE_RATE
-from voicebot.audio.hold import hold_music
 from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
+from voicebot.flows.schema import Hold
 from voicebot.handoff.packet import CallerInfo
+from voicebot.queues.waiting import QueuedCall
 
 logger = logging.getLogger("voicebot.api.phone")
 
@@ -125,7 +126,9 @@ async def _run_call(
         ended.cancel()
         packet = call.call.state.handoff
         if queues is not None and packet is not None and not receiver.done():
-            await _wait_for_agent(websocket.app, queues, packet.id, route, receiver, outbox)
+            await _wait_for_agent(
+                websocket.app, queues, packet, runtime, speech, route, receiver, outbox
+            )
         elif queues is not None and packet is not None:
             entry_id = await queues.entry_for_handoff(packet.id)
             if entry_id is not None:
@@ -178,58 +181,70 @@ async def _record(queues: Any, call: VoiceCall) -> None:
 async def _wait_for_agent(
     app: Any,
     queues: Any,
-    handoff_id: str,
+    packet: Any,
+    runtime: Any,
+    speech: Any,
     route: dict[str, Any],
     receiver: asyncio.Task[None],
     outbox: asyncio.Queue[bytes | dict[str, Any] | None],
 ) -> None:
-    """The caller waits in the queue with hold music; an agent who accepts joins the audio
-    from the desktop. Hanging up abandons the entry (or ends the agent's call)."""
-    entry_id = await queues.entry_for_handoff(handoff_id)
+    """The caller waits on the line as a phone caller does (voicebot/queues/waiting.py): hold
+    music, their place and wait spoken, a key for a callback. An agent who accepts joins the
+    audio from the desktop, is briefed, and is introduced. Hanging up abandons the entry (or
+    ends the agent's call)."""
+    entry_id = await queues.entry_for_handoff(packet.id)
     if entry_id is None:  # spooled (database down): the caller was told; the line can close
         outbox.put_nowait({"type": "ended", "reason": "handoff", "handoff": None})
         return
     assignment = await queues.assignment(entry_id)
-    stats = (await queues.stats()).get(assignment["queue"]) if assignment else None
-    leg = CallerLeg(entry_id, outbox.put_nowait)
-    app.state.legs.add(leg)
-    route["audio"] = leg.caller_audio
-    route["keys"] = lambda _digits: None
+    queue_name = assignment["queue"] if assignment else packet.queue
+    stats = (await queues.stats()).get(queue_name)
     outbox.put_nowait(
         {
             "type": "queued",
             "entry_id": entry_id,
-            "queue": assignment["queue"] if assignment else None,
+            "queue": queue_name,
             "waiting": stats.waiting if stats else None,
             "estimated_wait": stats.estimated_wait if stats else None,
         }
     )
-    hold = asyncio.create_task(_play_hold(leg, outbox))
-    finished = asyncio.create_task(leg.finished.wait())
+    leg = CallerLeg(entry_id, outbox.put_nowait)
+
+    async def hang_up() -> None:
+        return None  # the wait returns its outcome next, and the line is closed after it
+
+    media = SoftphoneMedia(leg, speech.for_call().tts, hang_up=hang_up)
+    config = runtime.loaded.definition.queues.get(queue_name)
+    queued = QueuedCall(entry_id, packet, media, queues, hold=config.hold if config else Hold())
+    leg.on_agent = lambda identity, present: (
+        queued.participant_joined(identity) if present else queued.participant_left(identity)
+    )
+    leg.on_event = queued.queue_event
+    app.state.legs.add(leg)
+    route["audio"] = leg.caller_audio
+    route["keys"] = queued.keys
+    waiting = asyncio.create_task(queued.run(), name="softphone-queue")
     try:
-        await asyncio.wait({receiver, finished}, return_when=asyncio.FIRST_COMPLETED)
-        if finished.done():
-            outbox.put_nowait({"type": "ended", "reason": "agent ended the call", "handoff": None})
-        else:
-            await queues.abandon(entry_id)
+        await asyncio.wait({receiver, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():  # the caller hung up
+            queued.caller_left()
+        outcome = await waiting
+        if not receiver.done():
+            reason = _ENDINGS.get(outcome, outcome)
+            outbox.put_nowait({"type": "ended", "reason": reason, "handoff": None})
     finally:
-        hold.cancel()
-        finished.cancel()
+        waiting.cancel()
+        await media.aclose()
         app.state.legs.remove(leg)
 
 
-async def _play_hold(leg: CallerLeg, outbox: asyncio.Queue[bytes | dict[str, Any] | None]) -> None:
-    """Hold music, paced in real time, until an agent is connected."""
-    music = hold_music()
-    chunk = CALL_SAMPLE_RATE * 2 // 10  # 100 ms
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    sent = 0
-    while not leg.connected.is_set():
-        offset = (sent * chunk) % len(music)
-        outbox.put_nowait(music[offset : offset + chunk])
-        sent += 1
-        await asyncio.sleep(max(0.0, start + sent * 0.1 - loop.time() - 0.2))
+# What the softphone shows when the wait ends without the caller hanging up.
+_ENDINGS = {
+    "ended": "agent ended the call",
+    "callback": "a callback was arranged",
+    "gone": "the call was closed",
+    "failed": "the call failed; a colleague will call you back",
+}
 
 
 async def _receive_all(

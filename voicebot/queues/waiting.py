@@ -1,27 +1,29 @@
-"""A phone caller waiting in a built-in queue, and the warm transfer to the agent who takes them.
+"""A caller waiting on the line in a built-in queue, and the warm transfer to the agent who
+takes them: a phone caller in their LiveKit room, or a softphone caller on their WebSocket.
 
-After the bot hands a phone call to a built-in queue (one without ``transfer``), the caller stays
-in their LiveKit room. This drives what happens there, as a small state machine over events:
+After the bot hands the call to a built-in queue, the caller stays on the line. This drives
+what happens there, as a small state machine over events:
 
 - **waiting**: hold music; every ``hold.announce_every`` seconds the caller hears their place and
   estimated wait, and, when their number is known, that a key (``hold.callback_key``) turns the
   wait into a callback that keeps their place. Hanging up abandons the entry.
-- **joining**: an agent accepted on the desktop, which joins the room with a token from the API
-  (``POST /api/entries/{id}/livekit``). If the agent is not in the room within
-  ``hold.join_timeout`` seconds, the caller goes back to their place.
+- **joining**: an agent accepted on the desktop, which joins the call: the LiveKit room with a
+  token from the API (``POST /api/entries/{id}/livekit``), or the softphone caller's audio
+  (``/api/desktop/audio/{id}``). If the agent has not joined within ``hold.join_timeout``
+  seconds, the caller goes back to their place.
 - **briefing**: the agent hears a short spoken briefing that the caller does not (the caller
-  still hears hold music); the agent's token cannot publish yet, so the caller cannot hear the
-  agent either.
+  still hears hold music), and the caller cannot hear the agent yet.
 - **introducing**: the bot tells the caller who they are speaking to, lets the agent speak and
   leaves the conversation.
-- **connected**: the bot says nothing more but keeps watching the room. If the agent drops out
-  (the browser closed) the bot takes the caller back: an apology, and the front of the queue.
-  When the agent ends the call (wrap-up), the caller is hung up on.
+- **connected**: the bot says nothing more but keeps watching. If the agent drops out (the
+  browser closed) the bot takes the caller back: an apology, and the front of the queue. When
+  the agent ends the call (wrap-up), the caller is hung up on.
 
-Nothing here depends on LiveKit Cloud: no ``MoveParticipant``; the agent joins the caller's own
-room, and the privacy of the briefing rests on track subscription permissions and the agent's
-publish permission, which self-hosted LiveKit has. The room side is ``RoomMedia``
-(voicebot/telephony/room_media.py); tests drive this with fakes of it and real queues.
+The media side is a ``CallerMedia``: ``RoomMedia`` (voicebot/telephony/room_media.py) on
+LiveKit, where nothing depends on LiveKit Cloud (no ``MoveParticipant``: the agent joins the
+caller's own room, and the briefing's privacy rests on track subscription permissions and the
+agent's publish permission, which self-hosted LiveKit has); ``SoftphoneMedia``
+(voicebot/api/call_legs.py) on the softphone.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ AGENT_IDENTITY_PREFIX = "agent-"
 # How often the queue is read even without an event: the worker may not share the API's event
 # bus (SQLite), and a missed event must not leave a caller on hold with an agent waiting.
 POLL_SECONDS = 2.0
+
+
+# Anger from this level is mentioned in the briefing (the queues' own priority threshold).
+UPSET = 0.7
 
 
 def agent_identity(agent_id: int) -> str:
@@ -102,7 +108,9 @@ class Wording:
         "Goodbye."
     )
     callback_failed: str = "I'm sorry, I could not arrange that. Please stay on the line."
-    briefing: str = "Incoming call. {summary} Waited {waited}. You will be connected after this."
+    # A whisper of a few seconds, not the summary: the screen pop has everything else.
+    briefing: str = "{queue} call{vip}. {who}, about {about}.{mood} Waited {waited}."
+    upset: str = " The caller sounds upset."
     introduce: str = "Thank you for waiting. I'm putting you through to {agent} now."
     agent_lost: str = (
         "I'm sorry, we lost the connection to your colleague. You are back at the front of the "
@@ -115,6 +123,11 @@ class Wording:
     agent_late: str = (
         "I'm sorry for the wait. You are still at the front of the queue; please stay on the line."
     )
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("a wait update could not be spoken", exc_info=task.exception())
 
 
 def minutes_phrase(seconds: float) -> str:
@@ -146,6 +159,7 @@ class QueuedCall:
     _next_announce: float | None = None
     _next_poll: float = 0.0
     _join_deadline: float | None = None
+    _speaking: asyncio.Task[None] | None = None  # an update being spoken
 
     # -- events, from the room and the queue's bus -----------------------------------------------
 
@@ -193,7 +207,10 @@ class QueuedCall:
         except Exception:
             logger.exception("the queued call failed", extra={"detail": self.entry_id})
             self.outcome = "failed"
+            await self._quiet()
             await self._fail()
+        finally:
+            await self._quiet()
         return self.outcome or "gone"
 
     async def _fail(self) -> None:
@@ -291,7 +308,19 @@ class QueuedCall:
             )
         if self._can_call_back() and (first or wait is None or wait >= 45):
             lines.append(self.wording.callback.format(key=self.hold.callback_key))
-        await self.media.say(" ".join(lines))
+        # Spoken in the background: an agent who accepts, or a key pressed, cuts it short
+        # rather than waiting for the sentence to end.
+        await self._quiet()
+        self._speaking = asyncio.create_task(self.media.say(" ".join(lines)))
+        self._speaking.add_done_callback(_log_failure)
+
+    async def _quiet(self) -> None:
+        """Stop an update that is still being spoken."""
+        speaking, self._speaking = self._speaking, None
+        if speaking is not None and not speaking.done():
+            speaking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await speaking
 
     def _can_call_back(self) -> bool:
         return bool(self.hold.callback_key and self.packet.caller.number)
@@ -304,6 +333,7 @@ class QueuedCall:
         assert number is not None
         if await self.queues.to_callback(self.entry_id, number):
             digits_shown = mask_value(number)[-4:]
+            await self._quiet()
             await self.media.hold(False)
             await self.media.say(self.wording.callback_done.format(last_digits=digits_shown))
             self.outcome = "callback"
@@ -318,12 +348,14 @@ class QueuedCall:
         place = await self.queues.place(self.entry_id)
         if place is None or place["status"] in ("abandoned", "done", "wrap_up"):
             self.outcome = "gone"
+            await self._quiet()
             await self.media.hang_up()
             return
         if place["status"] == "connected" and place.get("agent_id") is not None:
             self._agent = agent_identity(int(place["agent_id"]))
             self._agent_name = place.get("agent_name")
             self._join_deadline = self.clock() + self.hold.join_timeout
+            await self._quiet()
             await self._enter("joining")
 
     async def _check_still_ours(self) -> None:
@@ -385,11 +417,16 @@ class QueuedCall:
         packet = self.packet
         waited = time.time() - packet.created_at.timestamp()
         return self.wording.briefing.format(
-            summary=packet.summary,
+            queue=packet.queue.replace("_", " ").capitalize(),
+            vip=", VIP" if packet.caller.vip else "",
+            who=packet.caller.name or "The caller",
+            about=(packet.intent.name or "no clear reason").replace("_", " "),
+            mood=self.wording.upset if packet.sentiment.anger >= UPSET else "",
             waited=minutes_phrase(waited) if waited >= 60 else "under a minute",
         )
 
     async def _back_to_queue(self, reason: str, apology: str) -> None:
+        await self._quiet()
         await self.queues.return_to_queue(self.entry_id, reason=reason)
         self._agent = None
         self._agent_name = None
@@ -410,6 +447,7 @@ class QueuedCall:
         return True
 
     async def _caller_left(self) -> None:
+        await self._quiet()
         previous = await self.queues.abandon(self.entry_id, reason="caller hung up")
         # waiting or offered: an abandoned entry; with an agent: their call ends (wrap-up)
         self.outcome = "ended" if previous == "connected" else "abandoned"
