@@ -483,3 +483,34 @@ async def test_an_agent_accepting_cuts_a_long_update_short(
     await until(lambda: queued.state == "connected", within=5)
     queued.caller_left()
     assert await task == "ended"
+
+
+async def test_a_wait_that_cannot_start_hangs_up_and_owes_a_callback(
+    db: Database, service: QueueService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room could not be set up for the wait (publishing the hold track failed, say): the
+    caller's place becomes a callback, not an entry an agent would accept with nobody there."""
+    packet = make_packet(channel="sip")
+    entry_id = await service.enqueue(packet)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> str:
+        raise RuntimeError("could not publish the hold track")
+
+    monkeypatch.setattr(worker, "_wait_in_queue", broken)
+    runtime = SimpleNamespace(
+        loaded=SimpleNamespace(definition=SimpleNamespace(queues=QUEUES)),
+        settings=SimpleNamespace(bot_dir=tmp_path, sip_outbound_trunk=None),
+    )
+    call = SimpleNamespace(call=SimpleNamespace(state=SimpleNamespace(handoff=packet)))
+    ctx: Any = SimpleNamespace(room=FakeRoom("sip_caller"), api=None)
+    outcome = await worker._after_conversation(
+        ctx,
+        SimpleNamespace(runtime=runtime, speech=None),  # type: ignore[arg-type]
+        service,
+        call,
+        SimpleNamespace(identity="sip_caller"),  # type: ignore[arg-type]
+        {"press": lambda _keys: None},
+    )
+    assert outcome == "handoff failed"
+    row = await entry(db, entry_id)
+    assert row.kind == "callback" and row.callback_number == "+447700900123"

@@ -287,5 +287,6 @@ def test_sigterm_drains_and_the_job_processes_exit_with_their_decoders(
     assert worker_process.returncode == 0, output[-3000:]
     assert "did not exit in time" not in output, output[-3000:]
     assert took < 30, f"took {took:.1f} s"
+    print(f"\nworker: exited {took:.1f} s after SIGTERM, with its decoder processes")
     time.sleep(1)
     assert not (started & _decoder_processes()), "decoder processes were left running"

@@ -173,15 +173,9 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(closing)
     await call.start(room=ctx.room, participant_identity=participant.identity)
     await call.wait_ended()
-    packet = call.call.state.handoff
-    outcome = "transferred" if transferred else "call ended"
-    if not transferred and packet is not None and _warm_phone_target(loaded.runtime, packet):
-        outcome = await _warm_to_phone(ctx, loaded, queues, packet, participant)
-    elif queues is not None and not transferred:
-        if packet is not None and _waits_in_built_in_queue(loaded.runtime, packet):
-            outcome = await _wait_in_queue(ctx, loaded, queues, packet, participant, keypad)
-        elif packet is None:
-            await _record_call(queues, call)
+    outcome = "transferred"
+    if not transferred:
+        outcome = await _after_conversation(ctx, loaded, queues, call, participant, keypad)
     if recorder is not None:
         await recorder.stop()
         logger.info("call recording", extra={"detail": recorder.report()})
@@ -190,6 +184,35 @@ async def entrypoint(ctx: JobContext) -> None:
         with contextlib.suppress(Exception):
             await ctx.delete_room()
     ctx.shutdown(outcome)
+
+
+async def _after_conversation(
+    ctx: JobContext,
+    loaded: _Loaded,
+    queues: QueueService | None,
+    call: Any,
+    caller: rtc.RemoteParticipant,
+    keypad: dict[str, Callable[[str], None]],
+) -> str:
+    """What follows the bot's part of a call that was not transferred: a warm transfer to a
+    phone, the wait in a built-in queue, or (no handoff) storing the call."""
+    packet = call.call.state.handoff
+    try:
+        if packet is not None and _warm_phone_target(loaded.runtime, packet):
+            return await _warm_to_phone(ctx, loaded, queues, packet, caller)
+        if queues is not None and packet is not None:
+            if _waits_in_built_in_queue(loaded.runtime, packet):
+                return await _wait_in_queue(ctx, loaded, queues, packet, caller, keypad)
+        elif queues is not None:
+            await _record_call(queues, call)
+    except Exception:
+        # The room could not be set up for the wait or the transfer: the caller is hung up on
+        # next, and their place becomes a callback rather than an entry nobody is behind.
+        logger.exception("the handoff could not be carried out", extra={"call_id": ctx.room.name})
+        if queues is not None and packet is not None:
+            await _owe_callback(queues, packet)
+        return "handoff failed"
+    return "call ended"
 
 
 async def _start_recording(ctx: JobContext, settings: Settings, call: Any) -> Any:
@@ -478,6 +501,20 @@ def _hold_music(bot_dir: Path, name: str | None) -> Path | None:
         logger.warning("hold music not found; the generated tune plays", extra={"detail": name})
         return None
     return path
+
+
+async def _owe_callback(queues: QueueService, packet: HandoffPacket) -> None:
+    try:
+        entry_id = await queues.entry_for_handoff(packet.id)
+        number = packet.caller.number
+        if entry_id is None:
+            if number:
+                await _queue_callback(queues, packet, packet.queue)
+            return
+        if not (number and await queues.to_callback(entry_id, number)):
+            await queues.abandon(entry_id, reason="the bot failed")
+    except Exception:
+        logger.exception("the failed handoff's callback was not queued")
 
 
 async def _record_call(queues: QueueService, call: Any) -> None:
