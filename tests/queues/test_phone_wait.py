@@ -514,3 +514,25 @@ async def test_a_wait_that_cannot_start_hangs_up_and_owes_a_callback(
     assert outcome == "handoff failed"
     row = await entry(db, entry_id)
     assert row.kind == "callback" and row.callback_number == "+447700900123"
+
+
+async def test_an_agent_who_reconnects_at_once_keeps_the_call(
+    db: Database, service: QueueService
+) -> None:
+    alice = await agent(db, "alice")
+    entry_id, packet = await enqueue(service)
+    media = FakeMedia()
+    queued = QueuedCall(
+        entry_id, packet, media, service, hold=Hold(announce_every=0), poll_seconds=0.05, grace=0.3
+    )
+    service.bus.subscribe(queued.queue_event)
+    task = asyncio.create_task(queued.run())
+    await take_call(db, service, queued, alice, entry_id)
+    queued.participant_joined(agent_identity(alice))
+    await until(lambda: queued.state == "connected")
+    queued.participant_left(agent_identity(alice))  # the agent's page reloads
+    queued.participant_joined(agent_identity(alice))
+    await asyncio.sleep(0.6)
+    assert queued.state == "connected" and (await entry(db, entry_id)).status == "connected"
+    queued.caller_left()
+    assert await task == "ended"

@@ -280,7 +280,8 @@ class QueuedCall:
                 await asyncio.sleep(self.grace)
             if await self._agent_finished():
                 return
-            if kind == "agent_left":
+            # a desktop that reconnected within the moment (a reloaded page) is still there
+            if kind == "agent_left" and self._agent not in self._present_now():
                 await self._back_to_queue(
                     "the agent dropped out of the call", self.wording.agent_lost
                 )
