@@ -57,6 +57,7 @@ class ConsultLeg(Protocol):
 
 @dataclass
 class Wording:
+    # An agent on a phone has no screen pop: they hear the whole summary.
     briefing: str = "Voicebot transfer. {summary} Connecting you now."
     introduce: str = "Thank you for waiting. I'm putting you through to our {team} team now."
 
