@@ -243,7 +243,7 @@ _ENDINGS = {
     "ended": "agent ended the call",
     "callback": "a callback was arranged",
     "gone": "the call was closed",
-    "failed": "the call failed; a colleague will call you back",
+    "failed": "the call failed (the caller heard why)",
 }
 
 
