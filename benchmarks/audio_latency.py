@@ -48,12 +48,12 @@ SCRIPT = [
 ]
 
 
-def make_recording(path: Path) -> Path:
+def make_recording(path: Path, voice: str = "en-us") -> Path:
     parts = []
     for pause, text in SCRIPT:
         parts.append(silence(pause))
         if text:
-            parts.append(speak(text))
+            parts.append(speak(text, voice=voice))
     return write_wav(path, *parts)
 
 
@@ -88,6 +88,13 @@ async def run_level(runtime, speech, recording: Path, calls: int, stagger: float
         "processing_p95_ms": pct(processing, 0.95) if turns else None,
         "total_p50_ms": statistics.median(total) if turns else None,
         "total_p95_ms": pct(total, 0.95) if turns else None,
+        # by what ended the turn: "detector"/"timers" (open turns) or "digits" (a digit
+        # collect, which waits through pauses with the detector on)
+        **{
+            f"total_p50_ms_{kind}": statistics.median(t["total_ms"] for t in same)
+            for kind in sorted({str(t.get("ended_by")) for t in turns})
+            if (same := [t for t in turns if str(t.get("ended_by")) == kind])
+        },
         "max_feed_lag_ms": lag,
         "real_time": lag < REAL_TIME_SLACK_MS,
         "ok": lag < REAL_TIME_SLACK_MS and bool(turns) and pct(processing, 0.95) < 300,
@@ -102,15 +109,47 @@ async def main() -> None:
         "--stagger", type=float, default=5.0, help="Spread call starts over this many seconds."
     )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
+    parser.add_argument(
+        "--tts",
+        choices=["espeak", "piper"],
+        default="espeak",
+        help="The bot's voice (piper: the optional extra; the fixed prompts come from the "
+        "prompt cache either way, so only templated lines are synthesised in the calls).",
+    )
+    parser.add_argument(
+        "--voice",
+        default="en-us",
+        help="The caller's voice: an espeak-ng voice or festival:cmu_us_slt_arctic_hts (which "
+        "pocketsphinx hears better: with en-us the account number's last digit is misheard "
+        "and the call stays in the account number collect).",
+    )
+    parser.add_argument(
+        "--turn-detector",
+        choices=["auto", "smart-turn", "off"],
+        default="auto",
+        help="End of turn: Smart Turn v3.2 from the audio (auto: when its model is on disk) or "
+        "off (today's silence timers: VAD silence + endpointing delay).",
+    )
+    parser.add_argument(
+        "--no-prompt-cache",
+        action="store_true",
+        help="Synthesise every bot line in the call (the worst case for the voice).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            bot_dir=REPO, data_dir=Path(tmp) / "data", tts="espeak", log_level="ERROR"
+            bot_dir=REPO,
+            data_dir=Path(tmp) / "data",
+            tts=args.tts,
+            prompt_cache=not args.no_prompt_cache,
+            turn_detector=args.turn_detector,
+            log_level="ERROR",
         )
         runtime = BotRuntime.load(settings)
         speech = await build_speech(settings, runtime.loaded.definition)
         await speech.prefill()
-        recording = make_recording(Path(tmp) / "caller.wav")
+        print(json.dumps({"speech": speech.labels}), flush=True)
+        recording = make_recording(Path(tmp) / "caller.wav", args.voice)
         results = []
         for calls in args.calls:
             result = await run_level(runtime, speech, recording, calls, args.stagger)

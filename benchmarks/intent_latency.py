@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/intent_latency.py --n 500 --threads 1
+    .venv/bin/python benchmarks/intent_latency.py --n 500 --threads 1 [--scorer nearest]
 
 Builds a classifier over 15 intents x 8 examples, warms up, then times ``classify()`` on varied
 caller utterances of 3-15 words (none of them an example, so every call runs the model) and
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=500, help="timed classify() calls")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls first")
+    parser.add_argument(
+        "--scorer", choices=["linear", "nearest"], default=None, help="default: the setting"
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -281,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.perf_counter()
+    scorer = args.scorer or settings.intent_classifier
     classifier = IntentClassifier(
-        embedder=embedder, intents=INTENTS, threshold=settings.intent_threshold
+        embedder=embedder, intents=INTENTS, threshold=settings.intent_threshold, scorer=scorer
     )
     build_ms = (time.perf_counter() - started) * 1000
     examples = sum(len(spec.examples) for spec in INTENTS.values())
@@ -304,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"model dir      {model_dir}")
     print(f"threads        {threads}")
+    print(f"scorer         {scorer}")
     print(f"intents        {len(INTENTS)} ({examples} examples), build {build_ms:.0f} ms")
     print(f"calls          {args.n} (after {args.warmup} warm-up), {len(UTTERANCES)} utterances")
     print(f"mean           {statistics.fmean(timings):.2f} ms")

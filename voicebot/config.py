@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         le=1.0,
         description="Below this confidence an utterance is out of scope (intent null).",
     )
+    intent_classifier: Literal["linear", "nearest"] = Field(
+        default="linear",
+        description="How intents are scored: 'linear' (a logistic-regression head trained on "
+        "the examples' embeddings at load, gated by example similarity) or 'nearest' (nearest "
+        "examples only).",
+    )
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=False, description="One JSON object per log line.")
     webhook_timeout: float = Field(
@@ -123,10 +129,22 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(
         default=None, description="Where downloaded Vosk models live (default: ~/.cache/vosk)."
     )
-    tts: Literal["auto", "edge", "espeak"] = Field(
+    tts: Literal["auto", "edge", "piper", "espeak"] = Field(
         default="auto",
         description="Speech synthesis. auto: edge-tts when Microsoft's service answers at "
-        "start-up, else espeak-ng (offline).",
+        "start-up, else Piper (offline, neural) when it is installed with a voice, else "
+        "espeak-ng (offline).",
+    )
+    piper_voice: str = Field(
+        default="en_US-joe-medium",
+        description="The Piper voice: a name (NAME.onnx in the models directory or in an "
+        "installed *-piper-voice package) or a path to an .onnx file.",
+    )
+    piper_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Sentences Piper synthesises at once, across all calls (one thread each).",
     )
     tts_voice: str | None = Field(
         default=None, description="A voice name overriding the flows' `bot.voice`."
@@ -148,6 +166,45 @@ class Settings(BaseSettings):
         le=5.0,
         description="Seconds after the end of speech before the caller's turn is taken as "
         "complete (counted from the end of speech, so it overlaps the VAD's silence).",
+    )
+    turn_detector: Literal["auto", "smart-turn", "off"] = Field(
+        default="auto",
+        description="End-of-turn detection from the caller's audio. auto: Smart Turn v3.2 when "
+        "its model is on disk (`voicebot models download turn-detector`), else the silence "
+        "timers above; off: the timers only.",
+    )
+    turn_detector_model: Path | None = Field(
+        default=None,
+        description="The Smart Turn ONNX file (or its directory). Default: "
+        "smart-turn-v3.2-cpu.onnx in models_dir, then ~/.cache/voicebot/models.",
+    )
+    turn_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Below this probability of a complete turn, the bot waits turn_max_delay.",
+    )
+    turn_min_delay: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=5.0,
+        description="With the detector: seconds after the end of speech before a turn it "
+        "judges complete is answered.",
+    )
+    turn_max_delay: float = Field(
+        default=1.2,
+        ge=0.0,
+        le=10.0,
+        description="With the detector: seconds after the end of speech the bot waits when "
+        "the turn sounds unfinished.",
+    )
+    turn_digit_delay: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=10.0,
+        description="With the detector: seconds after the end of speech the bot waits while "
+        "the caller gives digits (account or card number, PIN, phone number): the detector is "
+        "not asked, so a pause inside a number does not end the turn.",
     )
     asr_decoders: int = Field(
         default=2,

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import stt
 
 from tests.audio.conftest import audio_settings
+from tests.speech.streaming import hear
 from voicebot.runtime.bot import BotRuntime
 from voicebot.speech.shared_vad import PublishingVAD, VadEvents
 from voicebot.speech.stack import build_speech, load_vad
@@ -70,14 +70,6 @@ def test_missing_model_files_are_a_clear_error(tmp_path: Path) -> None:
         decoders.prewarm()
 
 
-def _frames(samples: np.ndarray, rate: int = RATE) -> list[rtc.AudioFrame]:
-    size = rate // 50
-    return [
-        rtc.AudioFrame(samples[i : i + size].tobytes(), rate, 1, len(samples[i : i + size]))
-        for i in range(0, len(samples), size)
-    ]
-
-
 @pytest.mark.parametrize("rate", [16000, 48000])
 async def test_a_call_recogniser_hears_through_the_session_vad(
     tmp_path: Path, pool: DecoderPool, rate: int
@@ -95,34 +87,9 @@ async def test_a_call_recogniser_hears_through_the_session_vad(
         out = [*resampler.push(frame), *resampler.flush()]
         speech = np.frombuffer(b"".join(bytes(f.data) for f in out), dtype=np.int16)
 
-    vad_stream = session_vad.stream()
-    asr = recogniser.stream()
-    finals: list[str] = []
-
-    async def read() -> None:
-        async for event in asr:
-            if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
-                finals.append(event.alternatives[0].text)
-
-    async def watch_vad() -> None:
-        async for _ in vad_stream:
-            pass
-
-    reader = asyncio.create_task(read())
-    watcher = asyncio.create_task(watch_vad())
-    for frame in _frames(speech, rate):
-        vad_stream.push_frame(frame)
-        asr.push_frame(frame)
-        await asyncio.sleep(0.001)
-    await asyncio.sleep(0.5)
-    asr.flush()
-    asr.end_input()
-    await asyncio.wait_for(reader, 10)
+    finals, vad_streams = await hear(recogniser, session_vad, speech, rate)
     assert finals and finals[0] == "speak to an agent"
-    assert len(session_vad._streams) == 1  # the recogniser ran no VAD of its own
-    vad_stream.end_input()
-    await asyncio.wait_for(watcher, 10)
-    await vad_stream.aclose()
+    assert vad_streams == 1  # the recogniser ran no VAD of its own
     await recogniser.aclose()
     assert pool._executor is not None  # a call's recogniser leaves the shared decoders running
 

@@ -36,6 +36,7 @@ from livekit.agents.voice.events import (
     UserInputTranscribedEvent,
     UserStateChangedEvent,
 )
+from livekit.agents.voice.turn import EndpointingOptions, TurnDetectionMode
 
 from voicebot.agent.flow_agent import FlowAgent
 from voicebot.agent.keypad import InbandDtmfInput, KeypadCollector
@@ -65,6 +66,9 @@ class TurnTiming:
     tts_first_byte_ms: float | None = None
     first_audio_at: float | None = None
     caller_text: str = ""  # masked, as the call's transcript holds it
+    # what ended a spoken turn: "detector" (Smart Turn), "digits" (a digit collect's long
+    # wait, the detector held), "timers" (the silence timers alone)
+    ended_by: str | None = None
 
     def report(self) -> dict[str, Any]:
         def ms(a: float | None, b: float | None) -> float | None:
@@ -74,6 +78,7 @@ class TurnTiming:
         return {
             "kind": self.kind,
             "caller": self.caller_text,
+            "ended_by": self.ended_by,
             "endpointing_ms": ms(self.started, self.committed_at),
             "asr_ms": ms(self.started, self.transcript_at),
             "brain_ms": ms(self.brain_started, self.brain_done),
@@ -97,6 +102,31 @@ class VoiceAgent(FlowAgent):
         reply = await super().next_reply(chat_ctx, on_line)
         self._voice_call._replied(reply, started, time.time(), _current_speech(self))
         return reply
+
+
+# Slots the caller gives digit by digit (account and card numbers, PINs, phone numbers).
+_DIGIT_SLOTS = frozenset({"digits", "number", "phone", "card_number"})
+
+
+def _collects_digits(listen: Listen | None) -> bool:
+    if listen is None or listen.expect.kind != "collect":
+        return False
+    slot = listen.expect.slot
+    return listen.expect.sensitive or (slot is not None and slot.type in _DIGIT_SLOTS)
+
+
+_DIGIT_WORDS = {
+    "zero": 1, "oh": 1, "one": 1, "two": 1, "three": 1, "four": 1, "five": 1, "six": 1,
+    "seven": 1, "eight": 1, "nine": 1, "double": 1, "triple": 2,
+}  # fmt: skip
+
+
+def _count_digits(text: str) -> int:
+    """Digits in a transcript: spoken ("one two", "double five" counts one more) or written."""
+    count = 0
+    for word in text.lower().split():
+        count += sum(ch.isdigit() for ch in word) or _DIGIT_WORDS.get(word, 0)
+    return count
 
 
 def _current_speech(agent: FlowAgent) -> SpeechHandle | None:
@@ -150,17 +180,35 @@ class VoiceCall:
         self.agent = VoiceAgent(self)
         settings = runtime.settings
         self.plugins = plugins = speech.for_call()
+        self.turn_detector = plugins.turn
+        self._min_delay = settings.turn_min_delay
+        self._max_delay = max(settings.turn_max_delay, settings.turn_min_delay)
+        self._current_max_delay = self._max_delay
+        self._digits_heard = ""  # a digit collect's final transcripts in this turn
+        self._digit_delay = max(settings.turn_digit_delay, settings.turn_min_delay)
+        if plugins.turn is not None:
+            # the detector decides: a complete-sounding turn is answered after the short delay,
+            # an unfinished one after the long one (new speech cancels either wait)
+            turn_detection: TurnDetectionMode = plugins.turn
+            endpointing: EndpointingOptions = {
+                "mode": "fixed",
+                "min_delay": settings.turn_min_delay,
+                "max_delay": self._max_delay,
+            }
+        else:
+            turn_detection = "vad"
+            endpointing = {
+                "mode": "fixed",
+                "min_delay": settings.endpointing_delay,
+                "max_delay": max(3.0, settings.endpointing_delay),
+            }
         self.session: AgentSession[None] = AgentSession(
             stt=plugins.stt,
             vad=plugins.vad,
             tts=plugins.tts,
             turn_handling={
-                "turn_detection": "vad",
-                "endpointing": {
-                    "mode": "fixed",
-                    "min_delay": settings.endpointing_delay,
-                    "max_delay": max(3.0, settings.endpointing_delay),
-                },
+                "turn_detection": turn_detection,
+                "endpointing": endpointing,
                 "interruption": {
                     "enabled": True,
                     "mode": "vad",
@@ -283,6 +331,14 @@ class VoiceCall:
         self._cancel_no_input()
         self.keypad.expect(reply.listen)
         self._listen = reply.listen
+        self._digits_heard = ""
+        if self.turn_detector is not None:
+            # digits come with pauses ("1234... 5678") and the model may hear "1234" as a
+            # finished turn: a digit collect does not ask it ("not complete" at once) and
+            # waits its own long delay through every pause
+            digits = _collects_digits(reply.listen)
+            self.turn_detector.hold = digits
+            self._set_max_delay(self._digit_delay if digits else self._max_delay)
         if self.on_listen is not None:
             sensitive = reply.listen is not None and reply.listen.expect.sensitive
             self._spawn(self.on_listen(sensitive))
@@ -315,6 +371,22 @@ class VoiceCall:
             self._spawn(self.aclose(reason))
             return
         self._arm_no_input()
+
+    def _set_max_delay(self, seconds: float) -> None:
+        if seconds != self._current_max_delay:
+            self._current_max_delay = seconds
+            self.session.update_options(endpointing_opts={"max_delay": seconds})
+
+    def _digits_complete(self, transcript: str) -> None:
+        # A digit collect of known length is over once that many digits are heard: answered
+        # at once, not after the long wait. The session reads the delay when this final
+        # transcript's end-of-turn check starts, which is just after this event.
+        self._digits_heard += f" {transcript}"
+        listen = self._listen
+        slot = listen.expect.slot if listen is not None else None
+        length = slot.length or slot.max_length if slot is not None else None
+        if length and _count_digits(self._digits_heard) >= length:
+            self._set_max_delay(self._min_delay)
 
     # -- no input -----------------------------------------------------------------------------
 
@@ -355,6 +427,9 @@ class VoiceCall:
 
     def _on_transcribed(self, event: UserInputTranscribedEvent) -> None:
         self._emit({"type": "caller", "text": event.transcript, "final": event.is_final})
+        detector = self.turn_detector
+        if event.is_final and event.transcript and detector is not None and detector.hold:
+            self._digits_complete(event.transcript)
         turn = self._open_turn
         if event.is_final and event.transcript and turn is not None and turn.transcript_at is None:
             turn.transcript_at = time.time()
@@ -372,6 +447,7 @@ class VoiceCall:
                 started=ended,
                 transcript_at=ended + metrics.get("transcription_delay", 0.0),
                 committed_at=ended + metrics.get("end_of_turn_delay", 0.0),
+                ended_by=self._turn_ender(),
             )
         elif item.role == "assistant":
             if "tts_node_ttfb" in metrics and self.timings:
@@ -385,6 +461,11 @@ class VoiceCall:
                 self._emit(
                     {"type": "bot", "text": item.text_content, "interrupted": item.interrupted}
                 )
+
+    def _turn_ender(self) -> str:
+        if self.turn_detector is None:
+            return "timers"
+        return "digits" if self.turn_detector.last_held else "detector"
 
     def _on_playback_started(self, event: io.PlaybackStartedEvent) -> None:
         turn = self._open_turn

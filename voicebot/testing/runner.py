@@ -71,6 +71,8 @@ class AudioOptions:
     speech: SpeechStack
     voice: str = "en-us"
     words_per_minute: int = 140
+    # the caller's audio goes through a simulated phone line (voicebot/testing/telephone.py)
+    telephone: bool = False
 
 
 def _texts(value: str | list[str] | None) -> list[str]:
@@ -203,6 +205,7 @@ class ConversationTestRunner:
                 call,
                 voice=self.audio.voice,
                 words_per_minute=self.audio.words_per_minute,
+                telephone=self.audio.telephone,
             )
         else:
             session = TextSession(call)

@@ -359,8 +359,10 @@ class PocketsphinxStream(stt.RecognizeStream):
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_at: list[float] = []  # input positions (s) where the session asked to flush
         self._flush_deadline: asyncio.TimerHandle | None = None
-        self._resampler: rtc.AudioResampler | None = None
-        self._resampler_rate = 0
+        # not ``_resampler``: the base class's push_frame keeps its own resampler under that
+        # name, and sharing one would interleave two audio streams in a single soxr instance
+        self._vad_resampler: rtc.AudioResampler | None = None
+        self._vad_resampler_rate = 0
 
     async def _run(self) -> None:
         events = self._psx._vad_events
@@ -446,10 +448,12 @@ class PocketsphinxStream(stt.RecognizeStream):
                 data = np.frombuffer(frame.data, dtype=np.int16)
                 mono = data.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
                 frame = rtc.AudioFrame(mono.tobytes(), frame.sample_rate, 1, len(mono))
-            if self._resampler is None or self._resampler_rate != frame.sample_rate:
-                self._resampler = rtc.AudioResampler(frame.sample_rate, SAMPLE_RATE, num_channels=1)
-                self._resampler_rate = frame.sample_rate
-            for piece in self._resampler.push(frame):
+            if self._vad_resampler is None or self._vad_resampler_rate != frame.sample_rate:
+                self._vad_resampler = rtc.AudioResampler(
+                    frame.sample_rate, SAMPLE_RATE, num_channels=1
+                )
+                self._vad_resampler_rate = frame.sample_rate
+            for piece in self._vad_resampler.push(frame):
                 out += piece.data.cast("B")
         return bytes(out)
 
