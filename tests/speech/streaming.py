@@ -1,5 +1,6 @@
-"""Driving a call's recogniser as a livekit session does: 20 ms frames to the session's VAD and
-to the recogniser's stream together, the final transcripts read as they come."""
+"""Audio frames in the speech tests: cutting samples into 20 ms frames, reading synthesised
+frames back, and driving a call's recogniser as a livekit session does (frames to the session's
+VAD and to the recogniser's stream together, the final transcripts read as they come)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ def frames(samples: np.ndarray, rate: int) -> list[rtc.AudioFrame]:
         rtc.AudioFrame(samples[i : i + size].tobytes(), rate, 1, len(samples[i : i + size]))
         for i in range(0, len(samples), size)
     ]
+
+
+def samples_of(frames: list[rtc.AudioFrame]) -> np.ndarray:
+    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(float)
+
+
+def duration_of(frames: list[rtc.AudioFrame]) -> float:
+    return sum(f.duration for f in frames)
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples**2)))
 
 
 async def hear(

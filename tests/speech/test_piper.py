@@ -25,6 +25,7 @@ from livekit.agents import APIConnectOptions, tokenize, tts
 
 from tests.audio.conftest import audio_settings
 from tests.conftest import REPO
+from tests.speech.streaming import duration_of, rms, samples_of
 from voicebot.flows.schema import BotDefinition
 from voicebot.runtime.bot import BotRuntime
 from voicebot.speech.stack import build_tts
@@ -75,18 +76,6 @@ async def collect(stream: tts.ChunkedStream) -> tuple[list[rtc.AudioFrame], floa
                 first = time.perf_counter() - start
             frames.append(ev.frame)
     return frames, first
-
-
-def samples_of(frames: list[rtc.AudioFrame]) -> np.ndarray:
-    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(float)
-
-
-def duration_of(frames: list[rtc.AudioFrame]) -> float:
-    return sum(f.duration for f in frames)
-
-
-def rms(samples: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(samples**2)))
 
 
 def to_16k(frames: list[rtc.AudioFrame]) -> bytes:

@@ -46,6 +46,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.speech.streaming import duration_of, rms, samples_of
 from voicebot.speech.tts import EdgeTTS, EspeakTTS
 from voicebot.speech.tts.espeak import (
     EspeakError,
@@ -81,18 +82,6 @@ async def collect(stream: tts.ChunkedStream) -> tuple[list[rtc.AudioFrame], floa
                 first = time.perf_counter() - start
             frames.append(ev.frame)
     return frames, first, time.perf_counter() - start
-
-
-def samples_of(frames: list[rtc.AudioFrame]) -> np.ndarray:
-    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(float)
-
-
-def duration_of(frames: list[rtc.AudioFrame]) -> float:
-    return sum(f.duration for f in frames)
-
-
-def rms(samples: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(samples**2)))
 
 
 def dominant_hz(samples: np.ndarray, rate: int) -> float:
