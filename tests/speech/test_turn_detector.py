@@ -152,7 +152,9 @@ async def test_with_the_detector_a_complete_turn_is_answered_sooner(
         assert turns[0]["ended_by"] == ("detector" if mode == "smart-turn" else "timers")
         assert "balance" in turns[0]["caller"]
         endpointing[mode] = turns[0]["endpointing_ms"]
-    assert endpointing["smart-turn"] < endpointing["off"] - 100, endpointing
+    # the timers wait 0.4 s of VAD silence, the detector 0.25 s and its prediction: about 150 ms
+    # apart, of which a loaded machine (a slower recogniser for both) leaves at least a third
+    assert endpointing["smart-turn"] < endpointing["off"] - 50, endpointing
 
 
 async def test_a_digit_collect_waits_through_a_pause_inside_the_number(

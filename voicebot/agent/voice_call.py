@@ -42,6 +42,9 @@ from voicebot.agent.flow_agent import FlowAgent
 from voicebot.agent.keypad import InbandDtmfInput, KeypadCollector
 from voicebot.engine.events import Listen
 from voicebot.handoff.packet import CallerInfo
+from voicebot.nlu.parsers.base import tokenize
+from voicebot.nlu.parsers.digits import digit_runs
+from voicebot.nlu.parsers.lang import ENGLISH, get_locale
 from voicebot.runtime.call import CallRuntime, LineSink, Reply
 from voicebot.speech.stack import SpeechStack
 
@@ -115,18 +118,12 @@ def _collects_digits(listen: Listen | None) -> bool:
     return listen.expect.sensitive or (slot is not None and slot.type in _DIGIT_SLOTS)
 
 
-_DIGIT_WORDS = {
-    "zero": 1, "oh": 1, "one": 1, "two": 1, "three": 1, "four": 1, "five": 1, "six": 1,
-    "seven": 1, "eight": 1, "nine": 1, "double": 1, "triple": 2,
-}  # fmt: skip
-
-
-def _count_digits(text: str) -> int:
-    """Digits in a transcript: spoken ("one two", "double five" counts one more) or written."""
-    count = 0
-    for word in text.lower().split():
-        count += sum(ch.isdigit() for ch in word) or _DIGIT_WORDS.get(word, 0)
-    return count
+def _count_digits(text: str, language: str) -> int:
+    """Digits in a transcript, spoken or written, read as the digits parser reads them ("double
+    five" is two, "seventeen" two, a written "1234" four)."""
+    locale = get_locale(language)
+    words = locale.words if locale is not None else ENGLISH
+    return sum(len(run.digits) for run in digit_runs(tokenize(text), words))
 
 
 def _current_speech(agent: FlowAgent) -> SpeechHandle | None:
@@ -385,7 +382,7 @@ class VoiceCall:
         listen = self._listen
         slot = listen.expect.slot if listen is not None else None
         length = slot.length or slot.max_length if slot is not None else None
-        if length and _count_digits(self._digits_heard) >= length:
+        if length and _count_digits(self._digits_heard, self.call.state.language) >= length:
             self._set_max_delay(self._min_delay)
 
     # -- no input -----------------------------------------------------------------------------
