@@ -1,5 +1,6 @@
-# voicebot with its system packages. The embedding model is downloaded at build time (the build
-# needs internet); mount a bot directory at /bot to run your own flows.
+# voicebot with its system packages. The embedding and end-of-turn models are downloaded at build
+# time (the build needs internet); mount a bot directory at /bot to run your own flows. Piper
+# (GPL-3.0) is left out: add `RUN pip install ".[piper]"` to speak with it instead of espeak-ng.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,7 +16,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY voicebot ./voicebot
 RUN pip install .
-RUN voicebot models download embedder
+RUN voicebot models download embedder && voicebot models download turn-detector
 COPY flows ./flows
 COPY knowledge ./knowledge
 

@@ -127,7 +127,10 @@ class Settings(BaseSettings):
         "directory.",
     )
     models_dir: Path | None = Field(
-        default=None, description="Where downloaded Vosk models live (default: ~/.cache/vosk)."
+        default=None,
+        description="Where downloaded speech models live and are looked for first: Vosk "
+        "(default ~/.cache/vosk), Smart Turn (~/.cache/voicebot/models), Piper voices "
+        "(~/.cache/piper).",
     )
     tts: Literal["auto", "edge", "piper", "espeak"] = Field(
         default="auto",
