@@ -5,10 +5,11 @@ VAD and to the recogniser's stream together, the final transcripts read as they 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import stt
+from livekit.agents import stt, tts
 
 from voicebot.speech.shared_vad import PublishingVAD
 
@@ -19,6 +20,19 @@ def frames(samples: np.ndarray, rate: int) -> list[rtc.AudioFrame]:
         rtc.AudioFrame(samples[i : i + size].tobytes(), rate, 1, len(samples[i : i + size]))
         for i in range(0, len(samples), size)
     ]
+
+
+async def collect(stream: tts.ChunkedStream) -> tuple[list[rtc.AudioFrame], float, float]:
+    """All frames of ``stream``, with the seconds until the first frame and until the end."""
+    start = time.perf_counter()
+    first = -1.0
+    frames: list[rtc.AudioFrame] = []
+    async with stream:
+        async for ev in stream:
+            if first < 0:
+                first = time.perf_counter() - start
+            frames.append(ev.frame)
+    return frames, first, time.perf_counter() - start
 
 
 def samples_of(frames: list[rtc.AudioFrame]) -> np.ndarray:

@@ -25,7 +25,7 @@ from livekit.agents import APIConnectOptions, tokenize, tts
 
 from tests.audio.conftest import audio_settings
 from tests.conftest import REPO
-from tests.speech.streaming import duration_of, rms, samples_of
+from tests.speech.streaming import collect, duration_of, rms, samples_of
 from voicebot.flows.schema import BotDefinition
 from voicebot.runtime.bot import BotRuntime
 from voicebot.speech.stack import build_tts
@@ -63,19 +63,6 @@ def piper() -> PiperTTS:
 @pytest.fixture(scope="module")
 def definition() -> BotDefinition:
     return BotRuntime.load(audio_settings(REPO)).loaded.definition
-
-
-async def collect(stream: tts.ChunkedStream) -> tuple[list[rtc.AudioFrame], float]:
-    """All frames of ``stream`` and the seconds until the first one."""
-    start = time.perf_counter()
-    first = -1.0
-    frames: list[rtc.AudioFrame] = []
-    async with stream:
-        async for ev in stream:
-            if first < 0:
-                first = time.perf_counter() - start
-            frames.append(ev.frame)
-    return frames, first
 
 
 def to_16k(frames: list[rtc.AudioFrame]) -> bytes:
@@ -158,7 +145,7 @@ def test_a_bad_rate_is_refused() -> None:
 
 
 async def test_piper_speaks_a_sentence(piper: PiperTTS) -> None:
-    frames, first = await collect(piper.synthesize(SENTENCE, conn_options=NO_RETRY))
+    frames, first, _ = await collect(piper.synthesize(SENTENCE, conn_options=NO_RETRY))
     assert {f.sample_rate for f in frames} == {22050} and piper.sample_rate == 22050
     assert {f.num_channels for f in frames} == {1}
     # 13 words at a conversational pace
@@ -184,8 +171,8 @@ async def test_a_faster_rate_is_shorter() -> None:
     fast = PiperTTS.load(rate="+30%", workers=1)
     slow = PiperTTS.load(rate="-20%", workers=1)
     try:
-        fast_frames, _ = await collect(fast.synthesize(SENTENCE, conn_options=NO_RETRY))
-        slow_frames, _ = await collect(slow.synthesize(SENTENCE, conn_options=NO_RETRY))
+        fast_frames, _, _ = await collect(fast.synthesize(SENTENCE, conn_options=NO_RETRY))
+        slow_frames, _, _ = await collect(slow.synthesize(SENTENCE, conn_options=NO_RETRY))
     finally:
         await fast.aclose()
         await slow.aclose()
@@ -201,7 +188,7 @@ async def test_an_interrupted_reply_leaves_the_synthesiser_free(piper: PiperTTS)
         break
     await stream.aclose()
     started = time.perf_counter()
-    frames, _ = await collect(piper.synthesize("Yes.", conn_options=NO_RETRY))
+    frames, _, _ = await collect(piper.synthesize("Yes.", conn_options=NO_RETRY))
     assert frames
     # the 28 sentences left would take several seconds on one worker
     assert time.perf_counter() - started < 1.5
@@ -215,7 +202,7 @@ async def test_calls_share_the_synthesiser_sentence_by_sentence() -> None:
         )
     finally:
         await shared.aclose()
-    durations = [duration_of(frames) for frames, _ in results]
+    durations = [duration_of(frames) for frames, _, _ in results]
     assert all(d > 2.5 for d in durations)
     assert max(durations) - min(durations) < 0.5  # the same words, whoever asked
 
@@ -224,7 +211,7 @@ async def test_through_the_prompt_cache_and_the_sentence_adapter(piper: PiperTTS
     cache = PromptCacheTTS(piper, identity="piper-test")
     assert await cache.prefill(["Welcome to Acme Telecom."]) == 1
     call_tts = cache.for_call()
-    cached, first = await collect(call_tts.synthesize("Welcome to Acme Telecom."))
+    cached, first, _ = await collect(call_tts.synthesize("Welcome to Acme Telecom."))
     assert call_tts.hits == 1 and duration_of(cached) > 1.0 and first < 0.05
 
     streaming = tts.StreamAdapter(
@@ -338,7 +325,7 @@ async def test_espeak_takes_over_when_piper_fails(tmp_path: Path) -> None:
         "tts_availability_changed", lambda ev: changes.append((ev.tts.provider, ev.available))
     )
     try:
-        frames, _ = await collect(adapter.synthesize(SENTENCE, conn_options=NO_RETRY))
+        frames, _, _ = await collect(adapter.synthesize(SENTENCE, conn_options=NO_RETRY))
     finally:
         await adapter.aclose()
     assert ("piper", False) in changes
@@ -371,7 +358,9 @@ async def decoders(tmp_path: Path) -> AsyncIterator[DecoderPool]:
 async def test_the_recogniser_hears_what_piper_says(piper: PiperTTS, decoders: DecoderPool) -> None:
     heard = []
     for line in HEARD:
-        frames, _ = await collect(piper.synthesize(line.capitalize() + ".", conn_options=NO_RETRY))
+        frames, _, _ = await collect(
+            piper.synthesize(line.capitalize() + ".", conn_options=NO_RETRY)
+        )
         hyp = await decoders.decode(to_16k(frames), offset=0.0)
         heard.append(hyp.text)
     assert heard == HEARD

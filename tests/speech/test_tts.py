@@ -32,7 +32,6 @@ import numpy as np
 import pytest
 from edge_tts.constants import TRUSTED_CLIENT_TOKEN
 from edge_tts.drm import DRM
-from livekit import rtc
 from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
@@ -46,7 +45,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.speech.streaming import duration_of, rms, samples_of
+from tests.speech.streaming import collect, duration_of, rms, samples_of
 from voicebot.speech.tts import EdgeTTS, EspeakTTS
 from voicebot.speech.tts.espeak import (
     EspeakError,
@@ -69,19 +68,6 @@ needs_espeak = pytest.mark.skipif(not binary_available(), reason="espeak-ng is n
 
 # ---------------------------------------------------------------------------------------------
 # audio helpers
-
-
-async def collect(stream: tts.ChunkedStream) -> tuple[list[rtc.AudioFrame], float, float]:
-    """All frames of ``stream``, with the seconds until the first frame and until the end."""
-    start = time.perf_counter()
-    first = -1.0
-    frames: list[rtc.AudioFrame] = []
-    async with stream:
-        async for ev in stream:
-            if first < 0:
-                first = time.perf_counter() - start
-            frames.append(ev.frame)
-    return frames, first, time.perf_counter() - start
 
 
 def dominant_hz(samples: np.ndarray, rate: int) -> float:
