@@ -546,9 +546,24 @@ class Hold(_Strict):
     join_timeout: int = Field(default=30, gt=0, le=300)
 
 
+class QueueAlerts(_Strict):
+    """Extension: when the supervisor wallboard colours a queue's tiles. A tile turns ``warn``
+    at the figure and ``alert`` at twice it (for the service level: below ``service_level`` is
+    ``warn``, 10 points further below is ``alert``)."""
+
+    # seconds the longest-waiting caller has waited; none: the queue's ``sla_seconds``
+    longest_wait: int | None = Field(default=None, gt=0)
+    waiting: int | None = Field(default=None, gt=0)  # callers waiting
+    abandon_rate: float | None = Field(default=None, gt=0, le=100)  # percent, today
+
+
 class Queue(_Strict):
     skills: list[str] = Field(default_factory=list)
+    # the service level's target: ``service_level`` percent of calls answered within
+    # ``sla_seconds`` (extension; none: 20 seconds, the usual 80/20)
     sla_seconds: int | None = Field(default=None, ge=0)
+    service_level: int = Field(default=80, gt=0, le=100)  # extension
+    alerts: QueueAlerts = Field(default_factory=QueueAlerts)  # extension
     description: str | None = None  # extension
     # extension: on a phone call (LiveKit SIP), hand the caller to this external number or SIP
     # address (an outside ACD or PBX queue) instead of the built-in queues: a cold transfer

@@ -553,6 +553,7 @@ class QueueService:
                 call.disposition = code
                 call.ended_at = call.ended_at or entry.ended_at
             entry.status = "done"
+            entry.wrapped_at = entry.wrapped_at or now
             if agent.state == "wrap_up":
                 self._set_state(session, agent, "available", now)
                 agent.wrap_up_until = None
@@ -873,6 +874,7 @@ class QueueService:
         ).all()
         for entry in entries:
             entry.status = "done"
+            entry.wrapped_at = now
 
     async def _overflow(self, now: dt.datetime) -> None:
         moved: set[str] = set()

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -62,7 +63,7 @@ class Call(Base):
     __tablename__ = "calls"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    started_at: Mapped[dt.datetime]
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)  # reports select by time
     ended_at: Mapped[dt.datetime | None]
     channel: Mapped[str] = mapped_column(String(32), default="unknown")
     caller_number: Mapped[str | None] = mapped_column(String(64))
@@ -71,6 +72,12 @@ class Call(Base):
     intent: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str | None] = mapped_column(String(32))  # ended, handoff, callback, abandoned
     disposition: Mapped[str | None] = mapped_column(String(100))
+    # The bot's leg, as analytics reads it (written when the bot's part of the call is over):
+    # the mean sentiment score (-1..1) and the anger at the last caller turn (0..1).
+    sentiment: Mapped[float | None] = mapped_column(Float)
+    anger: Mapped[float | None] = mapped_column(Float)
+    language: Mapped[str | None] = mapped_column(String(16))
+    bot_ended_at: Mapped[dt.datetime | None]
 
 
 class Turn(Base):
@@ -97,6 +104,9 @@ class Handoff(Base):
     reason: Mapped[str] = mapped_column(Text)
     intent: Mapped[str | None] = mapped_column(String(100))
     packet: Mapped[dict[str, Any]]
+    # Why, as a category reports count by: asked, angry, no_match, technical, after_hours, flow
+    # (voicebot/engine/reasons.py); ``reason`` is the content team's own words.
+    reason_kind: Mapped[str | None] = mapped_column(String(32))
 
 
 class Agent(Base):
@@ -143,7 +153,7 @@ class QueueEntry(Base):
     original_queue: Mapped[str] = mapped_column(String(100))
     skills: Mapped[list[str]] = mapped_column(default=list)
     priority: Mapped[int] = mapped_column(Integer, default=1)  # higher is served first
-    enqueued_at: Mapped[dt.datetime]
+    enqueued_at: Mapped[dt.datetime] = mapped_column(index=True)
     status: Mapped[str] = mapped_column(String(16), default="waiting")
     offered_to: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     offered_at: Mapped[dt.datetime | None]
@@ -152,6 +162,8 @@ class QueueEntry(Base):
     connected_at: Mapped[dt.datetime | None]
     ended_at: Mapped[dt.datetime | None]
     wrap_up_until: Mapped[dt.datetime | None]
+    # When wrap-up was over (submitted, or its time ran out): handle time = talk + wrap-up.
+    wrapped_at: Mapped[dt.datetime | None]
     overflowed_at: Mapped[dt.datetime | None]
     callback_number: Mapped[str | None] = mapped_column(String(64))
     # The API node that holds the caller's audio (a softphone call), for the desktop to join.
@@ -203,6 +215,45 @@ class Disposition(Base):
     at: Mapped[dt.datetime]
 
 
+class CallEvent(Base):
+    """What analytics counts in a call beyond its row: each flow and how it ended, knowledge
+    questions the bot could not answer, each turn's latency.
+
+    ``kind``: ``flow`` (``name`` the flow, ``label`` completed | handoff | abandoned | left),
+    ``no_answer`` (``name`` the caller's question, masked), ``turn`` (``value`` the latency in
+    ms from the end of the caller's speech to the first bot audio, ``label`` what ended the
+    turn). Written once per call, with the call's other facts.
+    """
+
+    __tablename__ = "call_events"
+    __table_args__ = (Index("ix_call_events_kind_at", "kind", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    label: Mapped[str | None] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class CallReview(Base):
+    """The automated quality check of a finished call: its score, the rules it failed (with
+    the transcript lines that failed them) and the post-call summary."""
+
+    __tablename__ = "call_reviews"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    checked_at: Mapped[dt.datetime] = mapped_column(index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    rules: Mapped[str] = mapped_column(String(64))  # a hash of the rule set that scored it
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_log"
 
@@ -238,6 +289,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Call",
+    "CallEvent",
+    "CallReview",
     "Callback",
     "Disposition",
     "Handoff",
