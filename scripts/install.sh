@@ -13,7 +13,7 @@ if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     python3 python3-venv python3-pip ca-certificates \
-    espeak-ng sox chromium festival festvox-us-slt-hts >/dev/null
+    espeak-ng sox chromium festival festvox-us-slt-hts tesseract-ocr >/dev/null
   # the store's tests run on PostgreSQL as well as SQLite; desktop events may use Redis
   command -v pg_ctlcluster >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   command -v redis-server >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null

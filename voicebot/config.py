@@ -222,6 +222,11 @@ class Settings(BaseSettings):
         default=None,
         description="When set, the HTTP API's write endpoints need 'Authorization: Bearer <it>'.",
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve GET /metrics without authentication (otherwise it needs the API "
+        "token or a supervisor's session); for a scrape network nothing else reaches.",
+    )
 
     # -- queues, agents and the store --
     database_url: str | None = Field(
@@ -297,6 +302,16 @@ class Settings(BaseSettings):
         description="Where egress writes each recording segment ({room}: the call's room, "
         "{segment}: its number, from 1).",
     )
+    recordings_dir: Path | None = Field(
+        default=None,
+        description="Where this server finds the recordings egress wrote, one folder per call "
+        "(the egress output volume, mounted here): the supervisor page plays them and the "
+        "quality checks read them. Default: data_dir/recordings.",
+    )
+
+    @property
+    def resolved_recordings_dir(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @property
     def livekit_configured(self) -> bool:

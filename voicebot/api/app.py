@@ -16,7 +16,20 @@ from fastapi import FastAPI
 
 from voicebot import __version__
 from voicebot.api.call_legs import CallLegs
-from voicebot.api.routes import auth, contact_centre, desktop, health, knowledge, phone
+from voicebot.api.metrics import AppMetrics
+from voicebot.api.routes import (
+    auth,
+    calls,
+    contact_centre,
+    desktop,
+    forecast,
+    health,
+    knowledge,
+    phone,
+    reports,
+    supervisor,
+)
+from voicebot.api.routes import metrics as metrics_routes
 from voicebot.config import Settings
 from voicebot.flows.schema import Queue
 from voicebot.knowledge.service import KnowledgeService, open_knowledge
@@ -81,16 +94,24 @@ def create_app(
     app.state.db_error = "not opened yet"
     app.state.queues = None
     app.state.hub = None
+    app.state.supervisor_hub = None
     app.state.sink = None
     app.state.legs = CallLegs()
+    app.state.metrics = AppMetrics()
     app.include_router(health.router)
     app.include_router(knowledge.router)
     app.include_router(phone.router)
     app.include_router(auth.router)
     app.include_router(contact_centre.router)
     app.include_router(desktop.router)
+    app.include_router(forecast.router)
+    app.include_router(reports.router)
+    app.include_router(calls.router)
+    app.include_router(supervisor.router)
+    app.include_router(metrics_routes.router)
     phone.mount_static(app)
     desktop.mount_static(app)
+    supervisor.mount_static(app)
     return app
 
 
@@ -105,6 +126,7 @@ async def _open_queues(
     """The database, the event bus, the ACD and the desktop hub; the runtime's handoffs then
     go to the built-in queues."""
     from voicebot.api.desktop_hub import DesktopHub
+    from voicebot.api.supervisor_hub import SupervisorHub
     from voicebot.queues.events import bus_for
     from voicebot.queues.service import QueueService
     from voicebot.queues.sink import QueueHandoffSink
@@ -142,7 +164,9 @@ async def _open_queues(
         app.state.db_error = message
         return
     app.state.db, app.state.db_error, app.state.queues = db, None, service
+    app.state.metrics.attach(service)  # before the spool replays: its handoffs count too
     app.state.hub = DesktopHub(service)
+    app.state.supervisor_hub = SupervisorHub(service, tz=_bot_zone(runtime))
     bus.subscribe(app.state.legs.on_event)
     if runtime is not None:
         sink = QueueHandoffSink(
@@ -156,9 +180,32 @@ async def _open_queues(
         "queues ready",
         extra={"detail": f"{db.describe()}; events: {bus.describe()}; node {service.node_id}"},
     )
+    from voicebot.quality.review import start_reviewer
+
+    app.state.reviewer = await start_reviewer(
+        settings.bot_dir,
+        db,
+        bot=runtime.loaded.definition if runtime is not None else None,
+        recordings_dir=settings.data_dir / "recordings",
+    )
+
+
+def _bot_zone(runtime: Any) -> Any:
+    """The contact centre's zone for "today" on the wallboard (the bot's hours), else UTC."""
+    from voicebot.analytics.period import ReportError, zone
+
+    hours = runtime.loaded.definition.bot.hours if runtime is not None else None
+    try:
+        return zone(hours.timezone if hours is not None else None)
+    except ReportError:
+        return zone(None)
 
 
 async def _close_queues(app: FastAPI) -> None:
+    if getattr(app.state, "reviewer", None) is not None:
+        await app.state.reviewer.aclose()
+    if app.state.supervisor_hub is not None:
+        await app.state.supervisor_hub.aclose()
     if app.state.hub is not None:
         await app.state.hub.aclose()
     if app.state.sink is not None:

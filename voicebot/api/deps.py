@@ -119,3 +119,10 @@ Queues = Annotated[QueueService, Depends(get_queues)]
 User = Annotated[Principal, Depends(get_principal)]
 Supervisor = Annotated[Principal, Depends(require_supervisor)]
 Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def bot_timezone(request: Request) -> str | None:
+    """The bot's ``hours.timezone`` when the API runs the bot (else reports are in UTC)."""
+    runtime = request.app.state.runtime
+    hours = runtime.loaded.definition.bot.hours if runtime is not None else None
+    return hours.timezone if hours is not None else None

@@ -12,8 +12,12 @@ import typer
 
 from voicebot.cli.call import call_app
 from voicebot.cli.common import BotOption, settings_for, setup_logging
+from voicebot.cli.demo import demo_app
+from voicebot.cli.forecast import forecast_command
 from voicebot.cli.knowledge import knowledge_app
 from voicebot.cli.livekit import livekit_app
+from voicebot.cli.quality import quality_app
+from voicebot.cli.report import report_command
 from voicebot.cli.users import db_app, users_app
 from voicebot.cli.worker import worker_app
 from voicebot.config import Settings
@@ -37,6 +41,10 @@ app.add_typer(livekit_app, name="livekit")
 app.add_typer(worker_app, name="worker")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(quality_app, name="quality")
+app.command("forecast")(forecast_command)
+app.command("report")(report_command)
 
 
 def _load_runtime(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]

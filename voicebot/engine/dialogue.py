@@ -369,6 +369,7 @@ class _Turn(StepRunner):
             self.wait_open()
             return
         self.state.last_sources = []
+        self.state.note_unanswered(self.state.last_caller_text or "")
         self.open_no_match()
 
     def open_no_match(self) -> None:

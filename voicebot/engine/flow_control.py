@@ -41,6 +41,9 @@ class FlowControl:
         self.now = now
         self.out: list[BotAction] = []
         self._steps_run = 0
+        # How this turn reached where it is: triggers, limits and on_* branches taken, which
+        # tell a handoff's reason category (engine/reasons.py).
+        self.path: list[str] = []
 
     # -- expressions ------------------------------------------------------------------------
 
@@ -167,6 +170,12 @@ class FlowControl:
                     self.state.stack.append(Frame(scope, index))
             step = self.resolve(address)
             self.state.steps_reached.append(self.label(address))
+            if scope == TRIGGER_SCOPE and not inline:
+                self.path.append(f"trigger:{index}")
+            elif scope == LIMIT_SCOPE and not inline:
+                self.path.append("limit")
+            elif inline:
+                self.path.append(inline[-1])
             address = self.start_step(step, address)
 
     def start_step(self, step: StepBase, address: StepAddress) -> StepAddress | None:
@@ -225,12 +234,14 @@ class FlowControl:
     def enter_flow(self, name: str, *, replace: bool) -> StepAddress:
         self.state.waiting = None
         if replace and self.state.stack:
+            self.state.end_flows("left", self.state.stack[-1].flow)
             self.state.stack[-1] = Frame(name, 0)
         elif replace:
             self.state.stack = [Frame(name, 0)]
         else:
             self.state.stack.append(Frame(name, 0))
         self.state.flows_run.append(name)
+        self.state.flow_outcomes.append([name, None])
         # A flow may speak another language than the bot (dates and numbers are read by it).
         self.state.language = self.bot.flows[name].language or self.bot.bot.language
         return (name, 0, ())
@@ -238,7 +249,7 @@ class FlowControl:
     def finish_flow(self) -> StepAddress | None:
         """The current flow is done: return to the flow that called it, or to open talk."""
         if self.state.stack:
-            self.state.stack.pop()
+            self.state.end_flows("completed", self.state.stack.pop().flow)
         if self.state.stack:
             frame = self.state.stack[-1]
             caller_address: StepAddress = (frame.flow, frame.index, ())
@@ -248,5 +259,7 @@ class FlowControl:
         return None
 
     def wait_open(self, *, keep_counts: bool = False) -> None:
+        for frame in self.state.stack:
+            self.state.end_flows("left", frame.flow)
         self.state.stack = []
         self.wait("open", Expectation("open"), keep_counts=keep_counts)

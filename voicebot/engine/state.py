@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voicebot.handoff.packet import CallerInfo, HandoffPacket, Source, TranscriptLine
-from voicebot.privacy.masking import mask_value, redact
+from voicebot.privacy.masking import mask_pii, mask_value, redact
 
 # A step is addressed by its scope (a flow name, or "@trigger"/"@limit" for the bot's own
 # inline steps), its index in that scope and the chain of ``on_*`` keys leading to an inline
@@ -87,6 +87,24 @@ class CallState:
     errors: int = 0
     # per-turn latency on the audio path (end of caller speech to first bot audio, and parts)
     timings: list[dict[str, Any]] = field(default_factory=list)
+    # For analytics: each flow run and how it ended ("completed", "handoff", "left" for another
+    # flow or open talk; None while it runs, read as "abandoned" if the call ends then), and
+    # the questions the knowledge base had no answer for (masked as the transcript is).
+    flow_outcomes: list[list[Any]] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+
+    def end_flows(self, outcome: str, flow: str | None = None) -> None:
+        """Close the open runs of ``flow`` (the latest one), or of every flow."""
+        for run in reversed(self.flow_outcomes):
+            if run[1] is None and (flow is None or run[0] == flow):
+                run[1] = outcome
+                if flow is not None:
+                    return
+
+    def note_unanswered(self, question: str) -> None:
+        text = mask_pii(redact(" ".join(question.split()), self.secrets()))
+        if text:
+            self.unanswered.append(text[:200])
 
     @property
     def flow(self) -> str | None:

@@ -27,6 +27,7 @@ from voicebot.engine.events import (
     SearchKnowledge,
 )
 from voicebot.engine.flow_control import LIMIT_SCOPE, FlowControl
+from voicebot.engine.reasons import reason_kind
 from voicebot.engine.state import StepAddress, Waiting
 from voicebot.flows import expressions as ex
 from voicebot.flows.schema import (
@@ -107,6 +108,7 @@ class StepRunner(FlowControl):
     def run_ref(self, ref: str | StepBase, address: StepAddress, key: str) -> StepAddress | None:
         """Follow an ``on_*`` value: a step id or flow name, or the inline step under ``key``."""
         if isinstance(ref, str):
+            self.path.append(key)
             return self.goto(ref, address)
         scope, index, inline = address
         return (scope, index, (*inline, key))
@@ -129,6 +131,7 @@ class StepRunner(FlowControl):
         self.say(step.end, barge_in=False)
         self.out.append(Hangup(step.disposition))
         self.state.ended = True
+        self.state.end_flows("completed")
         self.state.disposition = step.disposition or "completed"
         self.state.waiting = None
         return None
@@ -291,7 +294,7 @@ class StepRunner(FlowControl):
             return True
         if request.kind == "handoff":
             reason = request.reason or "caller asked for a person"
-            self.handoff_now(self.engine.default_queue, [], "normal", reason, None)
+            self.handoff_now(self.engine.default_queue, [], "normal", reason, None, asked=True)
             return True
         if request.kind == "end":
             self.say(GOODBYE, barge_in=False)
@@ -451,6 +454,7 @@ class StepRunner(FlowControl):
             return (LIMIT_SCOPE, 0, ())
         if isinstance(on_limit, str):
             return self.goto(on_limit, (LIMIT_SCOPE, 0, ()))
+        self.path.append("limit")
         self.handoff_now(self.engine.default_queue, [], "normal", reason, None)
         return None
 
@@ -519,6 +523,9 @@ class StepRunner(FlowControl):
             self.note_sources(found)
             return self.after(step, address)
         self.state.last_sources = []
+        self.state.note_unanswered(
+            self.render(step.answer) if step.answer else (self.state.last_caller_text or "")
+        )
         self.say(self.engine.no_answer)
         if step.on_no_answer is not None:
             return self.run_ref(step.on_no_answer, address, "on_no_answer")
@@ -634,8 +641,10 @@ class StepRunner(FlowControl):
         *,
         callback_number: str | None = None,
         silent: bool = False,
+        asked: bool = False,
     ) -> None:
         """Hand the call to a queue: the packet goes out before the caller hears the announce."""
+        kind = reason_kind(self.path, reason, self.bot.bot.triggers, asked=asked)
         packet = build_packet(
             self.state,
             self.bot,
@@ -645,8 +654,9 @@ class StepRunner(FlowControl):
             priority=priority,
             reason=reason,
             callback_number=callback_number,
-        )
+        ).model_copy(update={"reason_kind": kind})
         self.out.append(Handoff(packet))
+        self.state.end_flows("handoff")
         self.state.handoff = packet
         self.state.waiting = None
         if callback_number is None and not silent:
@@ -656,6 +666,7 @@ class StepRunner(FlowControl):
 
     def technical_handoff(self, reason: str = "technical error") -> None:
         self.state.errors += 1
+        self.path.append("technical")
         self.say(TECHNICAL_APOLOGY, barge_in=False)
         self.handoff_now(self.engine.default_queue, [], "high", reason, None, silent=True)
 

@@ -71,6 +71,9 @@ class HandoffPacket(BaseModel):
     skills: list[str]
     priority: Priority
     reason: str
+    # the reason's category: asked, angry, no_match, technical, after_hours, flow
+    # (voicebot/engine/reasons.py); set by the engine, absent from packets made elsewhere
+    reason_kind: str | None = None
     flow: str | None = None
     step: str | None = None
     callback: CallbackRequest | None = None

@@ -1,4 +1,7 @@
-"""The ACD: queue entries, agents and their states, routing, offers, wrap-up, overflow, stats.
+"""The ACD: queue entries, agents and their states, routing, offers, wrap-up, overflow.
+
+The call records (records.py) and the live figures (figures.py) are mixins of QueueService,
+in files of their own; the names other modules import from here are re-exported.
 
 Routing: the waiting entry with the highest priority, then the longest wait, is offered to the
 longest-idle available agent who has all of its skills. An offer not accepted within
@@ -20,19 +23,30 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from voicebot.engine.state import CallState
 from voicebot.flows.schema import Queue
-from voicebot.handoff.packet import CallerInfo, HandoffPacket, TranscriptLine
-from voicebot.privacy.masking import mask_value
+from voicebot.handoff.packet import HandoffPacket
 from voicebot.queues.erlang import WaitInputs, estimate_wait
 from voicebot.queues.events import Event, EventBus
+from voicebot.queues.figures import ARRIVAL_WINDOW, QueueFigures, QueueStats, agent_view
+from voicebot.queues.records import CallRecords
+from voicebot.queues.terms import (
+    ANGER_BONUS,
+    IN_QUEUE,
+    PRIORITY_SCORE,
+    STAFFED,
+    VIP_BONUS,
+    QueueError,
+    has_skills,
+    priority_label,
+    priority_score,
+    utcnow,
+)
 from voicebot.store.db import Database
 from voicebot.store.models import (
     Agent,
@@ -40,78 +54,17 @@ from voicebot.store.models import (
     Call,
     Callback,
     Disposition,
-    Handoff,
     Offer,
     QueueEntry,
-    Turn,
 )
 
 logger = logging.getLogger("voicebot.queues")
 
-PRIORITY_SCORE = {"low": 0, "normal": 10, "high": 20, "urgent": 30}
-# VIP and anger each lift a call half a band: a VIP at normal is served before other normal
-# calls but after high ones; an angry VIP at normal ranks with high.
-VIP_BONUS = 5
-ANGER_BONUS = 5
 _DECLINE_COOLDOWN = 30.0
-_ARRIVAL_WINDOW = 1800.0  # seconds of arrivals the estimated wait looks at
-_AHT_SAMPLES = 50
-_MIN_AHT_SAMPLES = 5
-# Figures are recomputed at most twice a second however many events arrive: the desktops'
-# queue views and every caller turn read them.
-_STATS_TTL = 0.5
-IN_QUEUE = ("waiting", "offered")
-STAFFED = ("available", "offered", "busy", "wrap_up")
 WRAP_UP_CODES = ("resolved", "follow_up", "escalated", "callback_promised", "no_answer", "other")
 
 
-class QueueError(Exception):
-    """A request that cannot be carried out in the entry's or agent's current state."""
-
-    def __init__(self, message: str, *, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def priority_score(packet: HandoffPacket, anger_threshold: float) -> int:
-    score = PRIORITY_SCORE.get(packet.priority, 10)
-    if packet.caller.vip:
-        score += VIP_BONUS
-    if packet.sentiment.anger >= anger_threshold:
-        score += ANGER_BONUS
-    return score
-
-
-def has_skills(agent_skills: Mapping[str, int], needed: Iterable[str]) -> bool:
-    return all(agent_skills.get(skill, 0) > 0 for skill in needed)
-
-
-@dataclass
-class QueueStats:
-    name: str
-    waiting: int
-    agents_available: int
-    agents_staffed: int
-    oldest_wait: float | None
-    estimated_wait: float | None
-    aht: float
-    arrivals: int
-
-    def for_flows(self) -> dict[str, Any]:
-        """What flows see as ``queue.<name>``."""
-        return {
-            "waiting": self.waiting,
-            "agents_available": self.agents_available,
-            "agents_staffed": self.agents_staffed,
-            "estimated_wait": None if self.estimated_wait is None else round(self.estimated_wait),
-        }
-
-
-class QueueService:
+class QueueService(CallRecords, QueueFigures):
     def __init__(
         self,
         db: Database,
@@ -258,117 +211,11 @@ class QueueService:
             "call queued",
             extra={"handoff_id": packet.id, "queue": queue, "call_id": packet.call_id},
         )
+        self._observe(lambda o: o.handoff_recorded(queue=queue, reason=packet.reason_kind))
         # Routed here at once, before any other event goes out: the screen pop comes first.
         await self.dispatch()
         await self._publish({"type": "queue_changed", "queue": queue})
         return entry_id
-
-    async def record_handoff(self, packet: HandoffPacket, *, channel: str, outcome: str) -> None:
-        """Store a handoff that does not wait in these queues (a transfer to an outside ACD or
-        a phone), so that the desktop there can fetch the packet by the id in the SIP headers
-        (``GET /api/handoffs/{id}``). Idempotent by packet id."""
-        async with self.db.transaction() as session:
-            if await session.get(Handoff, packet.id) is not None:
-                return
-            await self._write_handoff(
-                session, packet, packet.queue, channel=channel, outcome=outcome
-            )
-
-    async def _write_handoff(
-        self,
-        session: AsyncSession,
-        packet: HandoffPacket,
-        queue: str,
-        *,
-        channel: str,
-        outcome: str,
-    ) -> None:
-        """The call, its turns and the handoff's packet."""
-        await self._write_call(
-            session,
-            call_id=packet.call_id,
-            caller=packet.caller,
-            intent=packet.intent.name,
-            transcript=packet.transcript,
-            started=packet.transcript[0].at if packet.transcript else packet.created_at,
-            channel=channel,
-            outcome=outcome,
-        )
-        session.add(
-            Handoff(
-                id=packet.id,
-                call_id=packet.call_id,
-                created_at=packet.created_at,
-                queue=queue,
-                priority=packet.priority,
-                reason=packet.reason,
-                intent=packet.intent.name,
-                packet=packet.model_dump(mode="json"),
-            )
-        )
-
-    async def record_call(self, state: CallState, *, channel: str) -> None:
-        """Store a call that ended without a handoff: who called, its transcript, how it ended
-        (its disposition from the flow), for reporting and audit."""
-        async with self.db.transaction() as session:
-            call = await self._write_call(
-                session,
-                call_id=state.call_id,
-                caller=state.caller,
-                intent=state.intent,
-                transcript=state.transcript,
-                started=state.transcript[0].at if state.transcript else self.clock(),
-                channel=channel,
-                outcome="ended",
-            )
-            call.ended_at = self.clock()
-            call.disposition = state.disposition
-
-    async def _write_call(
-        self,
-        session: AsyncSession,
-        *,
-        call_id: str,
-        caller: CallerInfo,
-        intent: str | None,
-        transcript: list[TranscriptLine],
-        started: dt.datetime,
-        channel: str,
-        outcome: str,
-    ) -> Call:
-        call = await session.get(Call, call_id)
-        stored = 0
-        if call is None:
-            call = Call(id=call_id, started_at=started, channel=channel)
-            session.add(call)
-            await session.flush()  # the call before its turns (see enqueue)
-        else:  # a call stored before (an earlier handoff): add only the newer lines
-            stored = (
-                await session.scalar(
-                    select(func.count()).select_from(Turn).where(Turn.call_id == call_id)
-                )
-            ) or 0
-        call.caller_number = caller.number
-        call.caller_name = caller.name
-        call.vip = caller.vip
-        call.intent = intent
-        call.outcome = outcome
-        for seq, line in enumerate(transcript[stored:], start=stored):
-            session.add(
-                Turn(
-                    call_id=call_id,
-                    seq=seq,
-                    role=line.role,
-                    text=line.text,
-                    at=line.at,
-                    intent=line.intent,
-                )
-            )
-        return call
-
-    def _queue_skills(self, queue: str) -> list[str]:
-        config = self.queues.get(queue)
-        return list(config.skills) if config else []
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -480,6 +327,10 @@ class QueueService:
             self._set_state(session, agent, "busy", now)
             await self._decide_offer(session, entry_id, agent_id, "accepted", now)
             queue = entry.queue
+            # a caller's time on hold; a callback's "wait" is the caller's, not spent on hold
+            waited = (now - entry.enqueued_at).total_seconds() if entry.kind == "call" else None
+        if waited is not None:
+            self._observe(lambda o: o.call_connected(queue=queue, waited=waited))
         await self._publish({"type": "connected", "entry_id": entry_id, "agent_id": agent_id})
         await self._publish_state(agent_id, "busy")
         await self._publish({"type": "queue_changed", "queue": queue})
@@ -799,7 +650,7 @@ class QueueService:
             wait = estimate_wait(
                 WaitInputs(
                     arrivals=figures.arrivals,
-                    window_s=_ARRIVAL_WINDOW,
+                    window_s=ARRIVAL_WINDOW,
                     aht_s=figures.aht,
                     agents_staffed=figures.agents_staffed,
                     agents_available=figures.agents_available,
@@ -913,197 +764,6 @@ class QueueService:
         if moved:
             self._changed()
 
-    # -- figures -------------------------------------------------------------------------------
-
-    async def stats(self, *, max_age: float = _STATS_TTL) -> dict[str, QueueStats]:
-        """Every queue's figures, reused for ``max_age`` seconds (flows read them every turn)."""
-        cached = self._stats_cache
-        if cached is not None and time.monotonic() - cached[0] < max_age:
-            return cached[1]
-        now = self.clock()
-        window_start = now - dt.timedelta(seconds=_ARRIVAL_WINDOW)
-        async with self.db.session() as session:
-            waiting_rows = (
-                await session.execute(
-                    select(QueueEntry.queue, func.count(), func.min(QueueEntry.enqueued_at))
-                    .where(QueueEntry.status.in_(IN_QUEUE))
-                    .group_by(QueueEntry.queue)
-                )
-            ).all()
-            arrivals = dict(
-                (
-                    await session.execute(
-                        select(QueueEntry.original_queue, func.count())
-                        .where(QueueEntry.enqueued_at >= window_start)
-                        .group_by(QueueEntry.original_queue)
-                    )
-                ).all()
-            )
-            agents = (
-                await session.execute(
-                    select(Agent.state, Agent.skills).where(
-                        Agent.state.in_(STAFFED), Agent.active.is_(True)
-                    )
-                )
-            ).all()
-            handled = (
-                await session.execute(
-                    select(QueueEntry.queue, QueueEntry.connected_at, QueueEntry.ended_at)
-                    .where(QueueEntry.ended_at.is_not(None), QueueEntry.connected_at.is_not(None))
-                    .order_by(QueueEntry.ended_at.desc())
-                    .limit(_AHT_SAMPLES * max(1, len(self.queues)))
-                )
-            ).all()
-        waiting = {row[0]: (int(row[1]), row[2]) for row in waiting_rows}
-        result: dict[str, QueueStats] = {}
-        for name in sorted(set(self.queues) | set(waiting)):
-            skills = self._queue_skills(name)
-            staffed = sum(1 for state, agent_skills in agents if has_skills(agent_skills, skills))
-            available = sum(
-                1
-                for state, agent_skills in agents
-                if state == "available" and has_skills(agent_skills, skills)
-            )
-            talk = [
-                (ended - connected).total_seconds()
-                for queue, connected, ended in handled
-                if queue == name and connected is not None and ended is not None
-            ][:_AHT_SAMPLES]
-            config = self.queues.get(name)
-            if len(talk) >= _MIN_AHT_SAMPLES:
-                aht = sum(talk) / len(talk) + self.wrap_up_seconds
-            else:
-                aht = float(config.aht_seconds if config else 180)
-            count, oldest = waiting.get(name, (0, None))
-            estimate = estimate_wait(
-                WaitInputs(
-                    arrivals=int(arrivals.get(name, 0)),
-                    window_s=_ARRIVAL_WINDOW,
-                    aht_s=aht,
-                    agents_staffed=staffed,
-                    agents_available=available,
-                    position=count + 1,
-                )
-            )
-            result[name] = QueueStats(
-                name=name,
-                waiting=count,
-                agents_available=available,
-                agents_staffed=staffed,
-                oldest_wait=(now - oldest).total_seconds() if oldest else None,
-                estimated_wait=estimate,
-                aht=aht,
-                arrivals=int(arrivals.get(name, 0)),
-            )
-        self._stats_cache = (time.monotonic(), result)
-        return result
-
-    async def flow_stats(self) -> dict[str, dict[str, Any]]:
-        return {name: stats.for_flows() for name, stats in (await self.stats()).items()}
-
-    async def queue_views(
-        self, names: Iterable[str] | None = None, *, limit: int = 10
-    ) -> list[dict[str, Any]]:
-        """The live queue view of the desktop: figures and the first entries of each queue.
-        Views are built at most four times a second, so their figures are (nearly) fresh."""
-        stats = await self.stats(max_age=0.1)
-        wanted = sorted(set(names) if names is not None else set(stats))
-        now = self.clock()
-        views: list[dict[str, Any]] = []
-        async with self.db.session() as session:
-            for name in wanted:
-                figures = stats.get(name)
-                rows = (
-                    await session.execute(
-                        select(QueueEntry, Handoff.intent, Handoff.packet["caller"])
-                        .join(Handoff, Handoff.id == QueueEntry.handoff_id)
-                        .where(QueueEntry.queue == name, QueueEntry.status.in_(IN_QUEUE))
-                        .order_by(QueueEntry.priority.desc(), QueueEntry.enqueued_at.asc())
-                        .limit(limit)
-                    )
-                ).all()
-                entries = [
-                    {
-                        "entry_id": entry.id,
-                        "position": position,
-                        "kind": entry.kind,
-                        "priority": priority_label(entry.priority),
-                        "waited_seconds": round((now - entry.enqueued_at).total_seconds(), 1),
-                        "intent": intent,
-                        "caller": _caller_label(caller),
-                        "status": entry.status,
-                    }
-                    for position, (entry, intent, caller) in enumerate(rows, start=1)
-                ]
-                views.append(
-                    {
-                        "name": name,
-                        "waiting": figures.waiting if figures else 0,
-                        "agents_available": figures.agents_available if figures else 0,
-                        "agents_staffed": figures.agents_staffed if figures else 0,
-                        "oldest_wait": figures.oldest_wait if figures else None,
-                        "estimated_wait": figures.estimated_wait if figures else None,
-                        "entries": entries,
-                    }
-                )
-        return views
-
-    async def assignment(self, entry_id: str, *, for_agent: bool = True) -> dict[str, Any] | None:
-        """An entry with its packet, as the desktop's screen pop shows it."""
-        async with self.db.session() as session:
-            row = (
-                await session.execute(
-                    select(QueueEntry, Handoff.packet, Call.channel)
-                    .join(Handoff, Handoff.id == QueueEntry.handoff_id)
-                    .outerjoin(Call, Call.id == QueueEntry.call_id)
-                    .where(QueueEntry.id == entry_id)
-                )
-            ).first()
-        if row is None:
-            return None
-        entry, packet, call_channel = row
-        attributes = (packet.get("caller") or {}).get("attributes") or {}
-        channel = attributes.get("channel") or call_channel
-        return {
-            "entry_id": entry.id,
-            "kind": entry.kind,
-            "queue": entry.queue,
-            "status": entry.status,
-            "priority": priority_label(entry.priority),
-            "priority_score": entry.priority,
-            "enqueued_at": entry.enqueued_at.isoformat(),
-            "waited_seconds": round((self.clock() - entry.enqueued_at).total_seconds(), 1),
-            "audio_url": f"/api/desktop/audio/{entry.id}" if entry.audio_node else None,
-            "audio_node": entry.audio_node,
-            "callback_number": entry.callback_number if for_agent else None,
-            "expires_at": entry.offer_expires_at.isoformat() if entry.offer_expires_at else None,
-            "flag": entry.flag,
-            "channel": channel,
-            # A phone caller (SIP via LiveKit) waits in the LiveKit room named by the call id,
-            # which the agent's desktop joins (POST /api/entries/{id}/livekit); a callback has
-            # no caller in a room.
-            "livekit_room": entry.call_id if channel == "sip" and entry.kind == "call" else None,
-            "packet": packet,
-        }
-
-    async def agent_snapshot(self, agent_id: int) -> dict[str, Any] | None:
-        async with self.db.session() as session:
-            agent = await session.get(Agent, agent_id)
-            if agent is None:
-                return None
-            current = await session.scalar(
-                select(QueueEntry.id)
-                .where(
-                    ((QueueEntry.offered_to == agent_id) & (QueueEntry.status == "offered"))
-                    | (
-                        (QueueEntry.agent_id == agent_id)
-                        & QueueEntry.status.in_(("connected", "wrap_up"))
-                    )
-                )
-                .limit(1)
-            )
-            return {"agent": agent_view(agent), "current": current}
-
     # -- helpers -------------------------------------------------------------------------------
 
     async def _entry_for_update(self, session: AsyncSession, entry_id: str) -> QueueEntry:
@@ -1171,35 +831,19 @@ class QueueService:
         )
 
 
-def priority_label(score: int) -> str:
-    label = "low"
-    for name, floor in PRIORITY_SCORE.items():
-        if score >= floor:
-            label = name
-    return label
-
-
-def agent_view(agent: Agent) -> dict[str, Any]:
-    return {
-        "id": agent.id,
-        "username": agent.username,
-        "display_name": agent.display_name,
-        "role": agent.role,
-        "skills": dict(agent.skills),
-        "state": agent.state,
-        "state_since": agent.state_since.isoformat(),
-        "wrap_up_until": agent.wrap_up_until.isoformat() if agent.wrap_up_until else None,
-    }
-
-
-def _caller_label(caller: Any) -> str:
-    if isinstance(caller, str):  # some drivers return JSON sub-documents as text
-        import json
-
-        caller = json.loads(caller)
-    if not isinstance(caller, dict):
-        return "caller"
-    name = caller.get("name")
-    number = caller.get("number")
-    label = name or (mask_value(number) if number else "withheld")
-    return f"{label} (VIP)" if caller.get("vip") else str(label)
+__all__ = [
+    "ANGER_BONUS",
+    "IN_QUEUE",
+    "PRIORITY_SCORE",
+    "STAFFED",
+    "VIP_BONUS",
+    "WRAP_UP_CODES",
+    "QueueError",
+    "QueueService",
+    "QueueStats",
+    "agent_view",
+    "has_skills",
+    "priority_label",
+    "priority_score",
+    "utcnow",
+]

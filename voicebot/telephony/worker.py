@@ -197,14 +197,16 @@ async def _after_conversation(
     """What follows the bot's part of a call that was not transferred: a warm transfer to a
     phone, the wait in a built-in queue, or (no handoff) storing the call."""
     packet = call.call.state.handoff
+    if queues is not None:
+        # The bot's leg is stored whether or not it ended in a handoff: reports read its
+        # sentiment, flows and turn latencies; a handoff's outcome stays the human leg's.
+        await _record_call(queues, call)
     try:
         if packet is not None and _warm_phone_target(loaded.runtime, packet):
             return await _warm_to_phone(ctx, loaded, queues, packet, caller)
         if queues is not None and packet is not None:
             if _waits_in_built_in_queue(loaded.runtime, packet):
                 return await _wait_in_queue(ctx, loaded, queues, packet, caller, keypad)
-        elif queues is not None:
-            await _record_call(queues, call)
     except Exception:
         # The room could not be set up for the wait or the transfer: the caller is hung up on
         # next, and their place becomes a callback rather than an entry nobody is behind.
@@ -518,7 +520,7 @@ async def _owe_callback(queues: QueueService, packet: HandoffPacket) -> None:
 
 
 async def _record_call(queues: QueueService, call: Any) -> None:
-    """A phone call that ended without a handoff is stored too, as on the softphone."""
+    """The bot's leg of a phone call, stored as on the softphone (never fails the call)."""
     try:
         await queues.record_call(call.call.state, channel="sip")
     except Exception:

@@ -29,6 +29,8 @@ from voicebot.store.models import Agent, QueueEntry
 logger = logging.getLogger("voicebot.api.desktop")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "desktop"
+# What the desktop and the supervisor page share (helpers, sign-in, styles, the chart library).
+COMMON_DIR = Path(__file__).resolve().parent.parent / "static" / "common"
 MAX_MESSAGE = 16_384
 MAX_AUDIO_MESSAGE = 32_000
 UNAUTHORISED = 4401
@@ -216,3 +218,4 @@ def mount_static(app: Any) -> None:
 
     STATIC_DIR.mkdir(parents=True, exist_ok=True)
     app.mount("/desktop/static", StaticFiles(directory=STATIC_DIR), name="desktop-static")
+    app.mount("/common/static", StaticFiles(directory=COMMON_DIR), name="common-static")

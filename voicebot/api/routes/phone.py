@@ -125,6 +125,10 @@ async def _run_call(
         await asyncio.wait({receiver, ended}, return_when=asyncio.FIRST_COMPLETED)
         ended.cancel()
         packet = call.call.state.handoff
+        if queues is not None:
+            # The bot's leg is stored whether or not it ended in a handoff: reports read its
+            # sentiment, flows and turn latencies; a handoff's outcome stays the human leg's.
+            await _record(queues, call)
         if queues is not None and packet is not None and not receiver.done():
             await _wait_for_agent(
                 websocket.app, queues, packet, runtime, speech, route, receiver, outbox
@@ -133,8 +137,6 @@ async def _run_call(
             entry_id = await queues.entry_for_handoff(packet.id)
             if entry_id is not None:
                 await queues.abandon(entry_id)
-        elif queues is not None:
-            await _record(queues, call)
     except Exception:
         logger.exception("softphone call failed", extra={"call_id": call.call.state.call_id})
         outbox.put_nowait({"type": "error", "message": "the call failed; please call again"})
@@ -171,7 +173,7 @@ async def _send_all(
 
 
 async def _record(queues: Any, call: VoiceCall) -> None:
-    """A call that ended without a handoff is stored too (its transcript is already masked)."""
+    """The bot's leg of a softphone call (its transcript is already masked); never fails it."""
     try:
         await queues.record_call(call.call.state, channel="softphone")
     except Exception:

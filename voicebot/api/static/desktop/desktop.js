@@ -16,7 +16,9 @@
 //   worker briefs them, then grants publishing, and the microphone goes on.
 //
 // Plain script, no build step and nothing fetched from elsewhere: the page has to work on an
-// offline contact-centre network. Every piece of call data (caller-controlled text) goes into
+// offline contact-centre network. What it shares with the supervisor page (DOM and format
+// helpers, the banner, sign-in, the reconnecting socket) is in ../common/ (window.voicebotUI),
+// loaded first by index.html. Every piece of call data (caller-controlled text) goes into
 // the page through textContent, never as markup. `window.desktop` mirrors the state for tests.
 "use strict";
 
@@ -29,17 +31,12 @@
   const WORKLET_URL = "/phone/static/capture-worklet.js";
   // The LiveKit browser SDK (the UMD build: window.LivekitClient), served from this package.
   const LIVEKIT_SCRIPT = "/desktop/static/vendor/livekit-client.umd.js";
-  const PING_MS = 20000;
-  const STALE_MS = 50000; // nothing heard for this long (pongs included): the link is dead
-  const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
   const TICK_MS = 500;
   const CHIME_REPEAT_MS = 5000;
   const TRANSIENT_BANNER_MS = 8000;
   const NOTICE_MS = 7000;
   const MAX_QUEUE_ROWS = 10;
   const ANGRY = 0.6;
-  const CLOSE_SESSION_EXPIRED = 4401;
-  const CLOSE_TAKEN_OVER = 4001;
   const SOUND_KEY = "voicebot.desktop.sound";
 
   const STATE_LABELS = {
@@ -51,6 +48,10 @@
     wrap_up: "Wrap-up",
   };
   const ROLE_LABELS = { caller: "Caller", bot: "Bot", keypad: "Keypad", event: "Event" };
+
+  const {
+    el, svg, parseTime, num, fmtDuration, fmtClock, humanize, display, percent, errorDetail,
+  } = window.voicebotUI;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -150,14 +151,6 @@
   };
   window.desktop = desktop;
 
-  // --- session and socket state ----------------------------------------------------------
-  let ws = null;
-  let wanted = false; // whether a control connection should be up (signed in, not taken over)
-  let attempt = 0; // reconnect attempts since the last hello
-  let reconnectTimer = null;
-  let pingTimer = null;
-  let lastHeardAt = 0;
-
   // --- the agent and the work on screen ---------------------------------------------------
   const agent = { state: null, since: NaN, wrapUpUntil: NaN }; // times: local-clock ms
   let clockOffset = 0; // server clock minus ours, in ms, when they differ noticeably
@@ -186,72 +179,20 @@
   let livekitLoading = null; // the SDK's script, loading or loaded (a promise)
 
   // --- banner and notices ----------------------------------------------------------------
-  let persistentBanner = null; // {text, kind, action: {label, run}}
-  let transientBanner = null;
-  let transientTimer = null;
+  const banner = window.voicebotUI.banner(
+    { box: ui.banner, text: ui.bannerText, action: ui.bannerAction, close: ui.bannerClose },
+    { transientMs: TRANSIENT_BANNER_MS },
+  );
   let noticeTimer = null;
 
   // ======================================================================================
   // small helpers
   // ======================================================================================
 
-  function el(tag, { cls = null, text = null, attrs = null } = {}, children = []) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== null && text !== undefined) node.textContent = String(text);
-    if (attrs) for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-    for (const child of children) if (child) node.appendChild(child);
-    return node;
-  }
-
-  function parseTime(value) {
-    if (typeof value !== "string" || value === "") return NaN;
-    return Date.parse(value);
-  }
-
   // A server timestamp on our clock.
   function toLocal(iso) {
     const t = parseTime(iso);
     return Number.isFinite(t) ? t - clockOffset : NaN;
-  }
-
-  function num(value) {
-    return typeof value === "number" && Number.isFinite(value) ? value : null;
-  }
-
-  function pad(n) {
-    return String(n).padStart(2, "0");
-  }
-
-  function fmtDuration(ms) {
-    const total = Math.max(0, Math.floor(ms / 1000));
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = total % 60;
-    return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
-  }
-
-  function fmtClock(ms) {
-    if (!Number.isFinite(ms)) return "";
-    const d = new Date(ms);
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
-
-  function humanize(text) {
-    const s = String(text || "").replace(/[_-]+/g, " ").trim();
-    return s === "" ? "" : s[0].toUpperCase() + s.slice(1);
-  }
-
-  function display(value) {
-    if (value === null || value === undefined || value === "") return "—";
-    if (typeof value === "object") return JSON.stringify(value);
-    return String(value);
-  }
-
-  function percent(value) {
-    const n = num(value);
-    if (n === null) return "";
-    return `${Math.round((n <= 1 ? n * 100 : n))}%`;
   }
 
   function noteError(message) {
@@ -278,101 +219,30 @@
   // ======================================================================================
 
   async function boot() {
-    let response;
-    try {
-      response = await fetch("/api/auth/me", { credentials: "same-origin" });
-    } catch {
-      showLogin("Could not reach the server. Check the connection and try again.");
-      return;
-    }
-    if (response.ok) {
-      const user = await response.json().catch(() => null);
-      if (user) {
-        startDesktop(user);
-        return;
-      }
-    }
-    showLogin(response.status === 401 || response.ok ? "" : await errorDetail(response));
-  }
-
-  async function errorDetail(response) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      // not JSON: a proxy's error page, say
-    }
-    const detail = body && body.detail;
-    if (typeof detail === "string" && detail !== "") return detail;
-    if (Array.isArray(detail)) {
-      const parts = detail.map((item) => (item && item.msg ? String(item.msg) : "")).filter(Boolean);
-      if (parts.length > 0) return parts.join("; ");
-    }
-    return `The server answered ${response.status}${response.statusText ? ` ${response.statusText}` : ""}.`;
-  }
-
-  async function submitLogin(event) {
-    event.preventDefault();
-    const username = ui.username.value.trim();
-    const password = ui.password.value;
-    if (username === "" || password === "") {
-      setLoginError("Enter your username and password.");
-      (username === "" ? ui.username : ui.password).focus();
-      return;
-    }
-    unlockAudio();
-    setLoginError("");
-    ui.loginSubmit.disabled = true;
-    ui.loginSubmit.textContent = "Signing in…";
-    try {
-      const response = await fetch("/api/auth/login", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ username, password }),
-      });
-      if (!response.ok) {
-        setLoginError(await errorDetail(response));
-        ui.password.select();
-        ui.password.focus();
-        return;
-      }
-      const user = await response.json();
-      ui.password.value = "";
-      startDesktop(user);
-    } catch {
-      setLoginError("Could not reach the server. Check the connection and try again.");
-    } finally {
-      ui.loginSubmit.disabled = false;
-      ui.loginSubmit.textContent = "Sign in";
-    }
-  }
-
-  function setLoginError(text, kind = "error") {
-    ui.loginError.textContent = text;
-    ui.loginError.dataset.kind = kind;
+    const me = await window.voicebotUI.whoAmI();
+    if (me.user) startDesktop(me.user);
+    else showLogin(me.message);
   }
 
   function showLogin(message, kind = "error") {
-    wanted = false;
     takenOverHere = false;
-    closeSocket();
+    control.close();
     clearWork();
     desktop.user = null;
     desktop.state = null;
     desktop.connected = false;
     agent.state = null;
-    persistentBanner = null;
-    clearTransientBanner();
+    banner.clearPersistent();
+    banner.clearTransient();
     ui.loading.hidden = true;
     ui.desktop.hidden = true;
     ui.agentBar.hidden = true;
     ui.loginView.hidden = false;
     ui.desktop.inert = false;
     ui.desktop.classList.remove("inactive");
-    setLoginError(message || "", kind);
+    login.setError(message || "", kind);
     document.title = "Sign in — voicebot desktop";
-    (ui.username.value === "" ? ui.username : ui.password).focus();
+    login.focus();
   }
 
   function startDesktop(user) {
@@ -382,9 +252,9 @@
     ui.loginView.hidden = true;
     ui.agentBar.hidden = false;
     ui.desktop.hidden = false;
-    setLoginError("");
+    login.setError("");
     renderAll();
-    connect();
+    control.connect();
   }
 
   function showUser(user) {
@@ -400,16 +270,12 @@
   async function signOut() {
     if ((phase === "connected" || phase === "offer")
         && !window.confirm("You have a call in progress. Sign out anyway?")) return;
-    wanted = false;
+    control.wanted = false;
     ui.btnSignout.disabled = true;
     stopAudio();
-    try {
-      await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
-    } catch {
-      // the cookie may outlive this; the server expires it on its own
-    }
+    await window.voicebotUI.signOut();
     ui.btnSignout.disabled = false;
-    closeSocket();
+    control.close();
     showLogin("You have signed out.", "info");
   }
 
@@ -417,69 +283,31 @@
   // the control socket
   // ======================================================================================
 
-  function socketUrl() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}${WS_PATH}`;
-  }
-
-  function connect() {
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
-    closeSocket();
-    wanted = true;
-    const sock = new WebSocket(socketUrl());
-    ws = sock;
-    desktop.socket = sock;
-    lastHeardAt = Date.now();
-    sock.onopen = () => {
-      if (ws !== sock) return;
-      lastHeardAt = Date.now();
-      startPing();
-    };
-    sock.onmessage = (event) => {
-      if (ws !== sock || typeof event.data !== "string") return;
-      lastHeardAt = Date.now();
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return; // the server only sends JSON; anything else is not ours to show
-      }
-      if (!message || typeof message !== "object") return;
+  // Reconnects with backoff; 4401 (session expired) and 4001 (another window took over) stop it.
+  const control = new window.voicebotUI.ReconnectingSocket(WS_PATH, {
+    closeReason: "closed by the desktop",
+    onSocket: (sock) => {
+      desktop.socket = sock;
+      desktop.connected = false;
+    },
+    onMessage: (message) => {
       desktop.lastMessage = message;
       handleMessage(message);
-    };
-    sock.onclose = (event) => {
-      if (ws !== sock) return;
-      socketGone(event.code, event.reason);
-    };
-  }
-
-  // Our side drops the socket (sign-out, a fresh connect); its close event is then ignored.
-  function closeSocket() {
-    stopPing();
-    const sock = ws;
-    ws = null;
-    desktop.socket = null;
-    desktop.connected = false;
-    if (sock && sock.readyState <= WebSocket.OPEN) sock.close(1000, "closed by the desktop");
-  }
-
-  function socketGone(code) {
-    ws = null;
-    desktop.socket = null;
-    desktop.connected = false;
-    stopPing();
-    if (!wanted) return;
-    if (code === CLOSE_SESSION_EXPIRED) {
-      sessionExpired();
-    } else if (code === CLOSE_TAKEN_OVER) {
-      takenOver();
-    } else {
-      scheduleReconnect();
-    }
-    renderAll();
-  }
+    },
+    onSessionExpired: () => sessionExpired(),
+    onTakenOver: () => takenOver(),
+    onRetrying: (retryNow) => {
+      setPersistentBanner("Connection to the server lost — reconnecting…", "warn", {
+        label: "Retry now",
+        run: retryNow,
+      });
+    },
+    onUser: (user) => {
+      desktop.user = user;
+      showUser(user);
+    },
+    onGone: () => renderAll(),
+  });
 
   function sessionExpired() {
     stopAudio();
@@ -487,7 +315,6 @@
   }
 
   function takenOver() {
-    wanted = false;
     takenOverHere = true;
     clearWork();
     clearTimeout(noticeTimer);
@@ -501,82 +328,18 @@
         ui.desktop.inert = false;
         ui.desktop.classList.remove("inactive");
         setPersistentBanner("Connecting…", "info");
-        attempt = 0;
-        connect();
+        control.resetBackoff();
+        control.connect();
       },
     });
   }
 
-  function scheduleReconnect() {
-    const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
-    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
-    attempt += 1;
-    setPersistentBanner("Connection to the server lost — reconnecting…", "warn", {
-      label: "Retry now",
-      run: () => reconnect(),
-    });
-    clearTimeout(reconnectTimer);
-    reconnectTimer = setTimeout(reconnect, delay);
-  }
-
-  // Before reconnecting, the session is checked: a server that refuses the socket during
-  // the handshake shows up here as a bare 1006, and an expired cookie must not loop forever.
-  async function reconnect() {
-    clearTimeout(reconnectTimer);
-    reconnectTimer = null;
-    if (!wanted) return;
-    try {
-      const response = await fetch("/api/auth/me", { credentials: "same-origin" });
-      if (!wanted) return;
-      if (response.status === 401) {
-        sessionExpired();
-        return;
-      }
-      if (response.ok) {
-        const user = await response.json().catch(() => null);
-        if (user) {
-          desktop.user = user;
-          showUser(user);
-        }
-      }
-    } catch {
-      // the server is still away; the socket attempt below fails and backs off again
-    }
-    if (wanted && ws === null) connect();
-  }
-
   function send(message) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
+    if (!control.send(message)) {
       showTransientBanner("Not connected to the server; try again in a moment.", "error");
       return false;
     }
-    ws.send(JSON.stringify(message));
     return true;
-  }
-
-  function startPing() {
-    stopPing();
-    pingTimer = setInterval(() => {
-      if (!ws) return;
-      if (Date.now() - lastHeardAt > STALE_MS) {
-        // The server has gone quiet without closing: drop the socket and start over.
-        const sock = ws;
-        ws = null;
-        try {
-          sock.close(4000, "no response");
-        } catch {
-          // already closing
-        }
-        socketGone(1006);
-        return;
-      }
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
-    }, PING_MS);
-  }
-
-  function stopPing() {
-    clearInterval(pingTimer);
-    pingTimer = null;
   }
 
   // ======================================================================================
@@ -610,10 +373,9 @@
   }
 
   function onHello(message) {
-    attempt = 0;
+    control.resetBackoff();
     desktop.connected = true;
-    persistentBanner = null;
-    renderBanner();
+    banner.clearPersistent();
     ui.desktop.inert = false;
     ui.desktop.classList.remove("inactive");
     const info = message.agent || {};
@@ -1030,13 +792,6 @@
     ]));
   }
 
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG_NS, tag);
-    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
-    return node;
-  }
-
   function fillSentiment(sentiment) {
     const box = ui.popSentiment;
     box.replaceChildren();
@@ -1261,7 +1016,7 @@
   function renderHeader() {
     const state = agent.state;
     const live = desktop.connected;
-    const label = live ? (STATE_LABELS[state] || humanize(state) || "Offline") : (wanted ? "Connecting" : "Offline");
+    const label = live ? (STATE_LABELS[state] || humanize(state) || "Offline") : (control.wanted ? "Connecting" : "Offline");
     ui.state.dataset.state = live ? (state || "offline") : "offline";
     ui.stateLabel.textContent = label;
     ui.state.setAttribute("aria-label", `Your state: ${label}`);
@@ -1293,7 +1048,7 @@
         title = "In use in another window";
         hint = "Press Use this window to work here instead.";
       } else if (!desktop.connected) {
-        title = wanted ? "Connecting…" : "Not connected";
+        title = control.wanted ? "Connecting…" : "Not connected";
       } else if (state === "available") {
         title = "Waiting for calls";
         hint = "New offers appear here with a sound.";
@@ -1415,39 +1170,11 @@
   // --- banner and notices --------------------------------------------------------------
 
   function setPersistentBanner(text, kind, action = null) {
-    persistentBanner = text ? { text, kind, action } : null;
-    renderBanner();
+    banner.setPersistent(text, kind, action);
   }
 
   function showTransientBanner(text, kind = "error") {
-    transientBanner = { text, kind, action: null };
-    clearTimeout(transientTimer);
-    transientTimer = setTimeout(clearTransientBanner, TRANSIENT_BANNER_MS);
-    renderBanner();
-  }
-
-  function clearTransientBanner() {
-    clearTimeout(transientTimer);
-    transientBanner = null;
-    renderBanner();
-  }
-
-  let bannerAction = null;
-  function renderBanner() {
-    const banner = transientBanner || persistentBanner;
-    if (!banner) {
-      ui.banner.hidden = true;
-      ui.bannerText.textContent = "";
-      bannerAction = null;
-      return;
-    }
-    ui.banner.hidden = false;
-    ui.banner.dataset.kind = banner.kind || "warn";
-    ui.bannerText.textContent = banner.text;
-    bannerAction = banner.action;
-    ui.bannerAction.hidden = !banner.action;
-    ui.bannerAction.textContent = banner.action ? banner.action.label : "";
-    ui.bannerClose.hidden = banner !== transientBanner;
+    banner.showTransient(text, kind);
   }
 
   function showNotice(text, kind = "info") {
@@ -1972,7 +1699,6 @@
   // ======================================================================================
 
   function wireUp() {
-    ui.loginForm.addEventListener("submit", submitLogin);
     ui.btnAvailable.addEventListener("click", () => setAvailability("available"));
     ui.btnAway.addEventListener("click", () => setAvailability("away"));
     ui.btnSignout.addEventListener("click", signOut);
@@ -1994,8 +1720,6 @@
     ui.btnMute.addEventListener("click", toggleMute);
     ui.wrapForm.addEventListener("submit", submitWrapUp);
     ui.wrapCode.addEventListener("change", () => { ui.wrapError.textContent = ""; });
-    ui.bannerAction.addEventListener("click", () => { if (bannerAction) bannerAction.run(); });
-    ui.bannerClose.addEventListener("click", clearTransientBanner);
     // Any click or key press lets the page make sound from then on (the offer chime).
     const unlock = () => {
       if (!audioCtx || audioCtx.state !== "running") {
@@ -2010,6 +1734,16 @@
     setInterval(tick, TICK_MS);
   }
 
+  const login = window.voicebotUI.loginForm(
+    {
+      form: ui.loginForm,
+      username: ui.username,
+      password: ui.password,
+      error: ui.loginError,
+      submit: ui.loginSubmit,
+    },
+    { beforeSubmit: unlockAudio, onSignedIn: startDesktop },
+  );
   wireUp();
   boot();
 })();
