@@ -115,7 +115,7 @@ async def build_wallboard(
                         func.sum(case((exists().where(Handoff.call_id == Call.id), 0), else_=1)),
                         0,
                     ),
-                ).where(Call.started_at >= midnight)
+                ).where(Call.started_at >= midnight, Call.started_at <= now)
             )
         ).one()
     names = sorted(set(configured) | set(stats) | {n for n, m in measures.items() if m.offered})
