@@ -2,7 +2,7 @@
 // forecast and the calls with their quality reviews. Supervisors and admins only: the API
 // answers an agent 403, and the page then says so.
 //
-// Live: one WebSocket at /api/supervisor/ws (docs/metrics.md): the server pushes the whole
+// Live: one WebSocket at /api/supervisor/ws (docs/supervisor.md): the server pushes the whole
 //   wallboard ({"type": "wallboard", ...}) within moments of any queue or agent change, and
 //   every 5 s; the page pings ({"type": "ping"}), and ticks the clocks (longest wait, time in
 //   state) itself between pushes. Close 4401 = session expired, 4403 = not a supervisor; any
@@ -446,11 +446,12 @@
   }
 
   const count = (v) => (num(v) === null ? "—" : String(v));
-  // Rates: the API gives percentages (0-100); a value under 1 with a fractional part is a share.
+  // Rates: the API gives percentages (0-100), always. A rate under 1 is a small percentage
+  // (0.9% abandoned), not a fraction to scale up.
   function fmtRate(v) {
     const n = num(v);
     if (n === null) return "—";
-    return `${(n > 0 && n < 1 ? n * 100 : n).toFixed(1)}%`;
+    return `${n.toFixed(1)}%`;
   }
   const fmtSecs = (v) => fmtSeconds(v);
 
@@ -628,10 +629,7 @@
       ["handoff", "Handed off", count], ["abandoned", "Abandoned", count],
     ], "Flows"));
     const days = list(data.by_day);
-    const rate = days.map((d) => {
-      const n = num(d.containment_rate);
-      return n !== null && n > 0 && n < 1 ? n * 100 : n;
-    });
+    const rate = days.map((d) => num(d.containment_rate));
     drawChart("bot", ui.botChart, {
       x: days.map((d) => parseDay(d.day)),
       series: [
