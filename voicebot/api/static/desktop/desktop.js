@@ -261,6 +261,8 @@
     if (!user) return;
     ui.agentName.textContent = user.display_name || user.username || "Agent";
     ui.agentRole.textContent = user.role ? humanize(user.role) : "";
+    // Supervisors and admins also have the wallboard and reports (/supervisor).
+    document.getElementById("link-supervisor").hidden = !["supervisor", "admin"].includes(user.role);
     const skills = user.skills && typeof user.skills === "object" ? Object.entries(user.skills) : [];
     ui.agentSkills.textContent = skills.length > 0
       ? `Your skills: ${skills.map(([name, level]) => `${name} ${level}`).join(" · ")}`
