@@ -27,7 +27,8 @@ def report_command(
         typer.Option("--interval", help="An interval report instead: 15, 30 or 60 minutes."),
     ] = None,
     bot_report: Annotated[
-        bool, typer.Option("--bot-performance", help="The bot's performance: containment, reasons, ...")
+        bool,
+        typer.Option("--bot-performance", help="The bot's performance: containment, reasons, ..."),
     ] = False,
     queue: Annotated[
         list[str] | None, typer.Option("--queue", help="Only this queue; repeat for several.")

@@ -204,9 +204,12 @@ async def _after_conversation(
     try:
         if packet is not None and _warm_phone_target(loaded.runtime, packet):
             return await _warm_to_phone(ctx, loaded, queues, packet, caller)
-        if queues is not None and packet is not None:
-            if _waits_in_built_in_queue(loaded.runtime, packet):
-                return await _wait_in_queue(ctx, loaded, queues, packet, caller, keypad)
+        if (
+            queues is not None
+            and packet is not None
+            and _waits_in_built_in_queue(loaded.runtime, packet)
+        ):
+            return await _wait_in_queue(ctx, loaded, queues, packet, caller, keypad)
     except Exception:
         # The room could not be set up for the wait or the transfer: the caller is hung up on
         # next, and their place becomes a callback rather than an entry nobody is behind.
