@@ -186,7 +186,7 @@ async def _open_queues(
         settings.bot_dir,
         db,
         bot=runtime.loaded.definition if runtime is not None else None,
-        recordings_dir=settings.data_dir / "recordings",
+        recordings_dir=settings.resolved_recordings_dir,
     )
 
 

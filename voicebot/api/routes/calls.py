@@ -126,7 +126,9 @@ async def list_calls(
             "passed": review.passed if review is not None else None,
             "failures": len(review.failures or []) if review is not None else None,
         }
-        for call, review in rows
+        for call, found in rows
+        # a row without a rule-set hash is a reviewer's claim in progress, not a score yet
+        for review in [found if found is not None and found.rules else None]
     ]
     return {
         "from": period.first_day.isoformat(),
@@ -179,6 +181,8 @@ async def get_call(request: Request, call_id: str, db: Db, principal: Supervisor
             else []
         )
         review = await session.get(CallReview, call_id)
+        if review is not None and not review.rules:
+            review = None  # a reviewer's claim in progress, not a score yet
     settings = request.app.state.settings
     recordings = [
         {
