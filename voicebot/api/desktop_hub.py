@@ -12,7 +12,6 @@ offer on and flags a call in progress for supervisors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 from fastapi import WebSocket
 
 from voicebot.access.audit import audit
+from voicebot.api.push import PushConnection
 from voicebot.queues.events import Event
 from voicebot.queues.service import QueueService, has_skills
 
@@ -48,7 +48,11 @@ def view_signature(views: list[dict[str, Any]]) -> str:
     return json.dumps(stripped, sort_keys=True, default=str)
 
 
-class Desktop:
+class Desktop(PushConnection):
+    # Only queue views may be dropped, for a browser that stopped reading: the next view
+    # replaces them, whereas a lost offer would expire unseen.
+    outbox_limit = _OUTBOX_LIMIT
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -57,47 +61,18 @@ class Desktop:
         skills: dict[str, int],
         username: str = "",
     ) -> None:
-        self.websocket = websocket
+        super().__init__(websocket, name="desktop-sender")
         self.agent_id = agent_id
         self.username = username
         self.role = role
         self.skills = skills
         self.connection_id = uuid.uuid4().hex
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.replaced = False
         self.last_view: str | None = None  # the queue view last sent, to skip repeats
-        self._sender = asyncio.create_task(self._send_all(), name="desktop-sender")
 
     @property
     def supervisor(self) -> bool:
         return self.role in ("supervisor", "admin")
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.send_text(json.dumps(message, default=str))
-
-    def send_text(self, text: str, *, droppable: bool = False) -> None:
-        """Queue a message. Only queue views may be dropped, for a browser that stopped
-        reading: the next view replaces them, whereas a lost offer would expire unseen."""
-        if droppable and self.outbox.qsize() > _OUTBOX_LIMIT:
-            return
-        self.outbox.put_nowait(text)
-
-    async def _send_all(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                return
-            try:
-                await self.websocket.send_text(text)
-            except Exception:
-                return
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.outbox.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._sender, timeout=2)
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code=code, reason=reason)
 
 
 class DesktopHub:

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import WebSocket
 
 from voicebot.analytics.wallboard import build_wallboard
+from voicebot.api.push import PushConnection
 from voicebot.queues.events import Event
 from voicebot.queues.service import QueueService
 
@@ -47,35 +48,13 @@ _HEARTBEAT = 5.0
 _OUTBOX_LIMIT = 20
 
 
-class SupervisorPage:
+class SupervisorPage(PushConnection):
+    # A board replaces the one before: a page that stopped reading gets the next, not all.
+    outbox_limit = _OUTBOX_LIMIT
+
     def __init__(self, websocket: WebSocket, username: str) -> None:
-        self.websocket = websocket
+        super().__init__(websocket, name="supervisor-sender")
         self.username = username
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._sender = asyncio.create_task(self._send_all(), name="supervisor-sender")
-
-    def send_text(self, text: str, *, droppable: bool = True) -> None:
-        # A board replaces the one before: a page that stopped reading gets the next, not all.
-        if droppable and self.outbox.qsize() > _OUTBOX_LIMIT:
-            return
-        self.outbox.put_nowait(text)
-
-    async def _send_all(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                return
-            try:
-                await self.websocket.send_text(text)
-            except Exception:
-                return
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.outbox.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._sender, timeout=2)
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code=code, reason=reason)
 
 
 class SupervisorHub:
@@ -133,7 +112,7 @@ class SupervisorHub:
                 await asyncio.sleep(1.0)
                 continue
             for page in list(self.pages):
-                page.send_text(text)
+                page.send_text(text, droppable=True)
             self.built_at = time.monotonic()
             # Events during the build are already in ``_due``; wait out the minimum interval.
             await asyncio.sleep(max(0.0, _MIN_INTERVAL - (self.built_at - started)))

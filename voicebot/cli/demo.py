@@ -8,12 +8,11 @@ marked ``demo-`` and ``clear`` removes exactly those (voicebot/demo/history.py).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 
-from voicebot.cli.common import BotOption, settings_for
+from voicebot.cli.common import BotOption, run_with_database, settings_for
 
 demo_app = typer.Typer(help="A demo history of calls, queues and agents.", no_args_is_help=True)
 
@@ -39,25 +38,6 @@ def _bot(bot: Any) -> tuple[Any, Any]:
         typer.echo("error: the bot has no queues; add some to flows/bot.yaml first", err=True)
         raise typer.Exit(1)
     return definition.queues, definition.bot.hours
-
-
-def _run(bot: Any, work: Any) -> Any:
-    from voicebot.store.db import DatabaseUnavailable, open_database
-
-    settings = settings_for(bot)
-
-    async def run() -> Any:
-        db = await open_database(settings.resolved_database_url)
-        try:
-            return await work(db)
-        finally:
-            await db.aclose()
-
-    try:
-        return asyncio.run(run())
-    except DatabaseUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @demo_app.command("seed")
@@ -131,7 +111,7 @@ def seed(
         return summary
 
     try:
-        summary = _run(bot, work)
+        summary = run_with_database(settings_for(bot), work)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -178,7 +158,7 @@ def clear(bot: BotOption = None) -> None:
         await audit(db, "demo_cleared", actor="cli", rows=sum(removed.values()))
         return removed
 
-    removed = _run(bot, work)
+    removed = run_with_database(settings_for(bot), work)
     total = sum(removed.values())
     if not total:
         typer.echo("no demo history to remove")

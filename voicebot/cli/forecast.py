@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voicebot.cli.common import BotOption, settings_for
+from voicebot.cli.common import BotOption, load_definition, settings_for
 
 
 def forecast_command(
@@ -34,22 +34,13 @@ def forecast_command(
     """Forecast calls and agents needed per interval, with the error on held-back history."""
     from voicebot.analytics.forecast import check_request, forecast
     from voicebot.analytics.period import ReportError, zone
-    from voicebot.flows.errors import FlowError
-    from voicebot.flows.loader import load_bot
     from voicebot.store.db import DatabaseUnavailable, open_database
 
     if output not in ("table", "csv", "json"):
         typer.echo(f"error: --format must be table, csv or json, got '{output}'", err=True)
         raise typer.Exit(2)
     settings = settings_for(bot)
-    try:
-        definition = load_bot(
-            settings.bot_dir, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes
-        ).definition
-    except FlowError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1) from None
+    definition = load_definition(settings)
     try:
         check_request(days, interval, held_back)
         zone_ = zone(tz or (definition.bot.hours.timezone if definition.bot.hours else None))

@@ -6,14 +6,13 @@ one stored call now; ``recheck`` scores stored calls again after the rules chang
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voicebot.cli.common import BotOption, settings_for
+from voicebot.cli.common import BotOption, run_with_database, settings_for
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
@@ -73,23 +72,6 @@ def validate(bot: BotOption = None) -> None:
     typer.echo(f"ok: {len(rules.rules)} rules ({', '.join(checks)}), pass score {rules.pass_score}")
 
 
-def _run_db(settings: Settings, work: Any) -> Any:
-    from voicebot.store.db import DatabaseUnavailable, open_database
-
-    async def run() -> Any:
-        db = await open_database(settings.resolved_database_url)
-        try:
-            return await work(db)
-        finally:
-            await db.aclose()
-
-    try:
-        return asyncio.run(run())
-    except DatabaseUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
 @quality_app.command("check")
 def check(
     call_id: Annotated[str, typer.Argument(help="The call's id.")],
@@ -116,7 +98,7 @@ def check(
             bot=definition,
         )
 
-    result: ReviewResult | None = _run_db(settings, work)
+    result: ReviewResult | None = run_with_database(settings, work)
     if result is None:
         typer.echo(f"error: no call '{call_id}'", err=True)
         raise typer.Exit(1)
@@ -196,5 +178,5 @@ def recheck_command(
             on_result=count,
         )
 
-    done: int = _run_db(settings, work)
+    done: int = run_with_database(settings, work)
     typer.echo(f"re-scored {done} calls: {tally['passed']} passed, {tally['failed']} failed")

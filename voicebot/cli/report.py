@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from voicebot.cli.common import BotOption, settings_for
+from voicebot.cli.common import BotOption, load_definition, settings_for
 
 
 def report_command(
@@ -46,8 +46,6 @@ def report_command(
     """Report on the stored calls: by day, hour, queue, intent or agent; intervals; the bot."""
     from voicebot.analytics import reports
     from voicebot.analytics.period import ReportError, parse_period, zone
-    from voicebot.flows.errors import FlowError
-    from voicebot.flows.loader import load_bot
     from voicebot.store.db import DatabaseUnavailable, open_database
 
     if output not in ("table", "csv", "json"):
@@ -57,14 +55,7 @@ def report_command(
         typer.echo("error: give --bot-performance or --interval, not both", err=True)
         raise typer.Exit(2)
     settings = settings_for(bot)
-    try:
-        definition = load_bot(
-            settings.bot_dir, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes
-        ).definition
-    except FlowError as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1) from None
+    definition = load_definition(settings)
     try:
         zone_ = zone(tz or (definition.bot.hours.timezone if definition.bot.hours else None))
         period = parse_period(start, end, tz=zone_, today=dt.datetime.now(zone_).date())
