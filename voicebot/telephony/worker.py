@@ -527,7 +527,8 @@ async def _record_call(queues: QueueService, call: Any) -> None:
     try:
         await queues.record_call(call.call.state, channel="sip")
     except Exception:
-        logger.exception("call not recorded", extra={"call_id": call.call.state.call_id})
+        call_id = getattr(call.call.state, "call_id", None)
+        logger.exception("call not recorded", extra={"call_id": call_id})
 
 
 async def _transfer(
