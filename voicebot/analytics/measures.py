@@ -71,9 +71,11 @@ def epoch_bucket(column: Any, seconds: int, *, postgres: bool) -> ColumnElement[
     """
     if postgres:
         epoch = cast(func.floor(func.extract("epoch", column)), Integer)
-        return (epoch / seconds) * seconds  # integer division on integers
-    epoch = cast(func.strftime("%s", column), Integer)
-    return (epoch / seconds) * seconds
+    else:
+        epoch = cast(func.strftime("%s", column), Integer)
+    # Floor division: SQLAlchemy 2 renders ``/`` as true division, which would group by the
+    # second (84k groups for a month) instead of by the quarter-hour (at most 2,880).
+    return (epoch // seconds) * seconds
 
 
 # -- the measures ------------------------------------------------------------------------------

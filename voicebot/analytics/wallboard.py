@@ -74,7 +74,8 @@ async def build_wallboard(
     """The whole board as the page shows it (``type``, ``seq`` and ``at`` are the hub's)."""
     now = now or service.clock()
     midnight = local_midnight(now.astimezone(tz).date(), tz)
-    stats = await service.stats(max_age=0.1)
+    # Fresh, never the half-second cache: a board built just after an event must show it.
+    stats = await service.stats(max_age=0)
     configured: Mapping[str, Queue] = service.queues
     async with service.db.session() as session:
         measures = await queue_measures(
