@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from voicebot.cli.common import BotOption, settings_for
+from voicebot.cli.common import BotOption, run_with_database, settings_for
 
 users_app = typer.Typer(help="Agents, supervisors and admins of the desktop.", no_args_is_help=True)
 db_app = typer.Typer(help="The database (calls, handoffs, queues, agents).", no_args_is_help=True)
@@ -20,22 +20,8 @@ T = TypeVar("T")
 
 
 def _with_db(bot: Any, work: Callable[[Any], Awaitable[T]]) -> T:
-    from voicebot.store.db import DatabaseUnavailable, open_database
-
-    settings = settings_for(bot)
-
-    async def run() -> T:
-        db = await open_database(settings.resolved_database_url)
-        try:
-            return await work(db)
-        finally:
-            await db.aclose()
-
-    try:
-        return asyncio.run(run())
-    except DatabaseUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    result: T = run_with_database(settings_for(bot), work)
+    return result
 
 
 def _read_password(password_stdin: bool) -> str:
