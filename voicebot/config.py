@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         default=5.0, gt=0, description="Default timeout (s) for action webhooks without one."
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs every HTTP action (X-Voicebot-Signature, HMAC-SHA256) unless the "
+        "action names its own secret with secret_env. Unset: webhooks go unsigned.",
+    )
     max_flow_file_bytes: int = Field(default=1024 * 1024, description="Largest flow file read.")
 
     # -- knowledge base --
@@ -256,6 +261,17 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra origins (https://desk.example.com) allowed to open desktop "
         "WebSockets; the API's own origin always is.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://crm.example.com) whose pages may call the API from the "
+        "browser (CORS, without cookies: they send the API token). Default: none.",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys that encrypt transcripts, handoff packets and reviews at rest, "
+        "comma-separated: the first encrypts, all decrypt (rotation). Make one with "
+        "'voicebot privacy new-key'. Unset: those columns are stored clear.",
     )
     anger_priority_threshold: float = Field(
         default=0.7, ge=0, le=1, description="Anger at or above this raises a call's priority."

@@ -90,6 +90,21 @@ async def end_session(db: Database, token: str | None) -> None:
             await session.execute(delete(UserSession).where(UserSession.token_hash == _hash(token)))
 
 
+async def end_user_sessions(db: Database, agent_id: int, *, keep: str | None = None) -> int:
+    """End every session of a user (a changed or reset password), except ``keep``'s; how many."""
+    where = [UserSession.agent_id == agent_id]
+    if keep:
+        where.append(UserSession.token_hash != _hash(keep))
+    async with db.transaction() as session:
+        result = await session.execute(delete(UserSession).where(*where))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Failures that count towards the limit: a wrong password at sign-in, or when changing it (a
+# stolen session must not be a way round the limit to guess the password).
+LIMITED_ACTIONS = ("sign_in", "password_change")
+
+
 async def retry_after(db: Database, username: str, ip: str | None) -> int:
     """Seconds to wait before another sign-in try, from recent failures in the audit log (so
     the limit holds across nodes); 0 when a try is allowed."""
@@ -102,7 +117,7 @@ async def retry_after(db: Database, username: str, ip: str | None) -> int:
             count, oldest = (
                 await session.execute(
                     select(func.count(), func.min(AuditEvent.at)).where(
-                        AuditEvent.action == "sign_in",
+                        AuditEvent.action.in_(LIMITED_ACTIONS),
                         AuditEvent.success.is_(False),
                         AuditEvent.at > since,
                         column == value,

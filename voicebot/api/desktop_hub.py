@@ -23,6 +23,7 @@ from voicebot.access.audit import audit
 from voicebot.api.push import PushConnection
 from voicebot.queues.events import Event
 from voicebot.queues.service import QueueService, has_skills
+from voicebot.store.db import is_unavailable
 
 logger = logging.getLogger("voicebot.api.desktop")
 
@@ -131,9 +132,11 @@ class DesktopHub:
             del self.desktops[desktop.agent_id]
             self._spawn(self._replace(desktop))
         elif kind == "offer":
-            self._spawn(self._send_assignment(desktop, "offer", str(event["entry_id"])))
+            entry_id = str(event["entry_id"])
+            self._spawn(self._pushed(lambda: self._send_assignment(desktop, "offer", entry_id)))
         elif kind == "connected":
-            self._spawn(self._send_assignment(desktop, "connected", str(event["entry_id"])))
+            entry_id = str(event["entry_id"])
+            self._spawn(self._pushed(lambda: self._send_assignment(desktop, "connected", entry_id)))
         elif kind == "offer_withdrawn":
             desktop.send(
                 {
@@ -155,12 +158,38 @@ class DesktopHub:
                 }
             )
         elif kind == "wrap_up":
-            self._spawn(self._send_wrap_up(desktop, str(event["entry_id"])))
+            entry_id = str(event["entry_id"])
+            self._spawn(self._pushed(lambda: self._send_wrap_up(desktop, entry_id)))
+
+    async def _pushed(self, push: Any, attempts: int = 10) -> None:
+        """Run ``push`` (a coroutine function), again while the database is unavailable: an
+        offer, a connected call or a wrap-up the desktop never hears of leaves it out of step
+        with the queue (a call it cannot end)."""
+        for attempt in range(attempts):
+            try:
+                await push()
+                return
+            except Exception as exc:
+                if not is_unavailable(exc) or attempt == attempts - 1:
+                    raise
+            await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        # A push that still fails (the database down for long) is logged, not raised into the
+        # loop: an offer the desktop never saw expires and goes to the next agent.
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if is_unavailable(exc):  # type: ignore[arg-type]
+            logger.warning("desktop push skipped: the database is unavailable")
+        else:
+            logger.error("desktop push failed", exc_info=exc)
 
     def _supervisors(self) -> list[Desktop]:
         return [d for d in self.desktops.values() if d.supervisor]

@@ -16,6 +16,7 @@ from voicebot.cli.demo import demo_app
 from voicebot.cli.forecast import forecast_command
 from voicebot.cli.knowledge import knowledge_app
 from voicebot.cli.livekit import livekit_app
+from voicebot.cli.privacy import privacy_app
 from voicebot.cli.quality import quality_app
 from voicebot.cli.report import report_command
 from voicebot.cli.users import db_app, users_app
@@ -43,6 +44,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(quality_app, name="quality")
+app.add_typer(privacy_app, name="privacy")
 app.command("forecast")(forecast_command)
 app.command("report")(report_command)
 
@@ -464,6 +466,7 @@ def serve(
     import uvicorn
 
     from voicebot.api.app import create_app
+    from voicebot.api.security import uvicorn_options
     from voicebot.flows.loader import load_bot
     from voicebot.store.db import DatabaseUnavailable, open_database
 
@@ -512,8 +515,9 @@ def serve(
         err=True,
     )
     # No per-message compression on WebSockets: deflating every audio frame and every queue
-    # view costs more CPU than the bandwidth it saves on a contact centre's network.
-    uvicorn.run(api, host=host, port=port, log_config=None, ws_per_message_deflate=False)
+    # view costs more CPU than the bandwidth it saves on a contact centre's network; and a
+    # size limit on their messages (voicebot/api/security.py).
+    uvicorn.run(api, host=host, port=port, log_config=None, **uvicorn_options())
 
 
 def main() -> None:

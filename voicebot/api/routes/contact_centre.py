@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
 from voicebot.access.audit import audit
-from voicebot.access.sessions import Principal
+from voicebot.access.sessions import Principal, end_user_sessions
 from voicebot.access.users import UserError, add_user, hash_password, validate_skills
 from voicebot.api.deps import Admin, Db, Queues, Supervisor, User, client_ip, get_settings
 from voicebot.api.livekit_tokens import mint_agent_token
@@ -29,7 +29,7 @@ from voicebot.handoff.packet import CallbackRequest, CallerInfo, HandoffPacket, 
 from voicebot.handoff.packet import SentimentInfo as Sentiment
 from voicebot.queues.service import QueueError, QueueService, agent_view, has_skills
 from voicebot.queues.waiting import agent_identity
-from voicebot.store.db import Database
+from voicebot.store.db import Database, is_unavailable
 from voicebot.store.models import Agent, AuditEvent, Callback, Handoff, Offer, QueueEntry
 
 router = APIRouter(prefix="/api", tags=["contact centre"])
@@ -49,11 +49,28 @@ class Queued(BaseModel):
 
 
 @router.post("/handoffs", status_code=201, response_model=Queued)
-async def create_handoff(packet: HandoffPacket, queues: Queues, who: Supervisor) -> Any:
+async def create_handoff(
+    packet: HandoffPacket, request: Request, queues: Queues, who: Supervisor
+) -> Any:
     """Queue a call handed off elsewhere (a LiveKit worker, an external IVR). A queue that does
-    not exist goes to the default queue (and is logged)."""
-    entry_id = await queues.enqueue(packet)
-    assignment = await queues.assignment(entry_id)
+    not exist goes to the default queue (and is logged). While the database is unreachable the
+    answer is 503 and the packet is spooled on this node, queued when the database is back;
+    posting it again is safe (a handoff id is queued once)."""
+    try:
+        entry_id = await queues.enqueue(packet)
+        assignment = await queues.assignment(entry_id)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        sink = request.app.state.sink
+        if sink is not None:
+            await sink.keep(packet, str(exc) or type(exc).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the database is unavailable; the handoff is spooled on this node and "
+            "will be queued when it is back",
+            headers={"Retry-After": "5"},
+        ) from exc
     assert assignment is not None
     return Queued(handoff_id=packet.id, entry_id=entry_id, queue=assignment["queue"])
 
@@ -414,9 +431,10 @@ async def visible_queues(db: Db, queues: Queues, who: Principal) -> list[str] | 
 
 
 @router.get("/queues/{name}")
-async def queue_stats(name: str, queues: Queues, who: User) -> dict[str, Any]:
+async def queue_stats(name: str, db: Db, queues: Queues, who: User) -> dict[str, Any]:
+    visible = await visible_queues(db, queues, who)
     stats = (await queues.stats()).get(name)
-    if stats is None:
+    if stats is None or (visible is not None and name not in visible):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no queue '{name}'")
     return {
         "name": stats.name,
@@ -507,6 +525,9 @@ async def change_agent(
         if password_hash is not None:
             agent.password_hash = password_hash
         view = agent_view(agent)
+    if password_hash is not None or body.active is False:
+        # A reset password or a disabled account signs the user out everywhere at once.
+        await end_user_sessions(db, agent_id)
     changed = sorted(k for k, v in body.model_dump().items() if v is not None)
     await audit(
         db,

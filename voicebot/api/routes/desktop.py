@@ -14,7 +14,6 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
@@ -23,6 +22,7 @@ from voicebot.access.audit import audit
 from voicebot.access.sessions import COOKIE, Principal, SessionExpired, principal_for
 from voicebot.api.desktop_hub import Desktop, DesktopHub, view_signature
 from voicebot.api.routes.contact_centre import audited_accept
+from voicebot.api.security import MessageRate, next_text, socket_origin_allowed
 from voicebot.queues.service import WRAP_UP_CODES, QueueError, QueueService
 from voicebot.store.models import Agent, QueueEntry
 
@@ -44,14 +44,7 @@ def desktop_page() -> FileResponse:
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser: a script with the cookie has the password anyway
-    if urlsplit(origin).netloc == websocket.headers.get("host", ""):
-        return True
-    return origin.rstrip("/") in {
-        o.rstrip("/") for o in websocket.app.state.settings.allowed_origins
-    }
+    return socket_origin_allowed(websocket.headers, websocket.app.state.settings)
 
 
 async def _authenticate(websocket: WebSocket) -> Principal | None:
@@ -109,11 +102,12 @@ async def desktop_socket(websocket: WebSocket) -> None:
                 "wrap_up_codes": list(WRAP_UP_CODES),
             }
         )
-        while True:
-            try:
-                text = await websocket.receive_text()
-            except (WebSocketDisconnect, RuntimeError, KeyError):
-                return
+        rate = MessageRate()
+
+        def error(message: str) -> None:
+            desktop.send({"type": "error", "message": message})
+
+        while (text := await next_text(websocket, rate, error, desktop.close)) is not None:
             await _handle(desktop, principal, service, db, text, ip)
     finally:
         await hub.detach(desktop)
@@ -164,6 +158,11 @@ async def _handle(
             )
     except QueueError as exc:
         error(str(exc))
+    except Exception:
+        # A message that trips something unforeseen (a database refusing a value) costs that
+        # message, not the agent's desktop.
+        logger.exception("desktop message failed", extra={"detail": f"type {kind!r}"[:80]})
+        error("the server could not handle that message; try again")
 
 
 @router.websocket("/api/desktop/audio/{entry_id}")

@@ -16,7 +16,6 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
@@ -24,6 +23,7 @@ from starlette.websockets import WebSocketState
 
 from voicebot.agent.voice_call import VoiceCall
 from voicebot.api.call_legs import CallerLeg, SoftphoneMedia
+from voicebot.api.security import MessageRate, socket_origin_allowed, too_many
 from voicebot.audio.files import CALL_SAMPLE_RATE
 from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
 from voicebot.flows.schema import Hold
@@ -49,11 +49,7 @@ def phone_page() -> FileResponse:
 
 def _same_origin(websocket: WebSocket) -> bool:
     """Browsers send Origin: a page from another site must not open calls here."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser (a test client, a load generator)
-    host = websocket.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    return socket_origin_allowed(websocket.headers, websocket.app.state.settings)
 
 
 @router.websocket("/phone/ws")
@@ -257,6 +253,7 @@ async def _receive_all(
     def error(message: str) -> None:
         outbox.put_nowait({"type": "error", "message": message})
 
+    rate = MessageRate()  # text messages only: audio arrives 50 times a second
     while True:
         try:
             message = await websocket.receive()
@@ -265,6 +262,16 @@ async def _receive_all(
         if message.get("type") == "websocket.disconnect":
             return
         data = message.get("bytes")
+        if data is None and not rate.allow():
+            if rate.flooding:
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=1008, reason=too_many())
+                return
+            if rate.refused == 1:
+                error(too_many() + "; this message and the next ones were dropped")
+            continue
+        if data is None:
+            rate.refused = 0
         if data is not None:
             if len(data) > MAX_AUDIO_MESSAGE:
                 error(f"audio messages are at most {MAX_AUDIO_MESSAGE} bytes; this one was dropped")

@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse
 
 from voicebot.api.deps import Supervisor
 from voicebot.api.routes.desktop import MAX_MESSAGE, _authenticate
+from voicebot.api.security import MessageRate, next_text
 from voicebot.api.supervisor_hub import SupervisorHub, SupervisorPage
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "supervisor"
@@ -64,11 +65,12 @@ async def supervisor_socket(websocket: WebSocket) -> None:
     try:
         page.send_text(json.dumps(await hub.board(), default=str), droppable=False)
         hub.attach(page)
-        while True:
-            try:
-                text = await websocket.receive_text()
-            except (WebSocketDisconnect, RuntimeError, KeyError):
-                return
+        rate = MessageRate()
+
+        def error(message: str) -> None:
+            page.send_text(json.dumps({"type": "error", "message": message}), droppable=False)
+
+        while (text := await next_text(websocket, rate, error, page.close)) is not None:
             await _handle(hub, page, text)
     finally:
         await hub.detach(page)
