@@ -46,6 +46,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,6 +87,7 @@ from voicebot.handoff.packet import HandoffPacket
 from voicebot.queues.erlang import agents_for_service_level
 from voicebot.queues.terms import ANGER_BONUS, PRIORITY_SCORE, VIP_BONUS
 from voicebot.store.db import Database
+from voicebot.store.encryption import EncryptedJSON, EncryptedText
 from voicebot.store.models import (
     Agent,
     AgentStateChange,
@@ -238,6 +240,9 @@ class _Writer:
                     converters.append(_sqlite_time if sqlite else None)
                 elif isinstance(column.type, JSON):
                     converters.append(_json)
+                elif isinstance(column.type, EncryptedJSON | EncryptedText):
+                    # encrypted at rest when a key is set (voicebot/store/encryption.py)
+                    converters.append(partial(column.type.process_bind_param, dialect=dialect))
                 else:
                     converters.append(None)
             self._compiled[key] = (str(compiled), converters)

@@ -37,6 +37,7 @@ from voicebot.engine.steps import (
     PHONE,
     YES_NO,
     StepRunner,
+    card_stage,
     collect_expectation,
     llm_expectation,
     menu_expectation,
@@ -52,6 +53,7 @@ from voicebot.flows.schema import (
 )
 from voicebot.handoff.packet import CallerInfo
 from voicebot.nlu.parsers import ParseResult, parse_keypad
+from voicebot.privacy.cards import mask_card_data
 
 logger = logging.getLogger("voicebot.engine")
 S = TypeVar("S")
@@ -114,7 +116,7 @@ class DialogueEngine:
             return Expectation("open")
         step = _Turn(self, state, self.clock()).resolve(waiting.address)
         if isinstance(step, CollectStep):
-            return collect_expectation(step, state.language)
+            return collect_expectation(step, state.language, card_stage(waiting.pending))
         if isinstance(step, MenuStep):
             return menu_expectation(step)
         if isinstance(step, LlmStep) and waiting.kind == "llm":
@@ -177,8 +179,12 @@ class _Turn(StepRunner):
         state, understood = self.state, event.understood
         waiting = state.waiting
         sensitive = self._sensitive_wait()
-        state.record("caller", event.text, self.now, intent=understood.intent, sensitive=sensitive)
-        state.last_caller_text = None if sensitive else event.text
+        card = self._card_wait()
+        # Words said at a card prompt are kept as nothing at all: they may be the card.
+        said = "****" if card else event.text
+        state.record("caller", said, self.now, intent=understood.intent, sensitive=sensitive)
+        # what a knowledge search or an unanswered-question report may see of the turn
+        state.last_caller_text = None if sensitive else mask_card_data(event.text)
         self._feel(understood.anger, understood.sentiment)
         for slot, value in understood.extra_slots.items():
             if state.slots.get(slot) is None:
@@ -196,6 +202,9 @@ class _Turn(StepRunner):
         if waiting is None:
             return
         kind = waiting.kind
+        if card and kind == "collect":
+            self.step_input(ParseResult(ok=False, error="keypad_only"))
+            return
         if kind == "open":
             self.open_input(
                 understood.intent,
@@ -255,11 +264,13 @@ class _Turn(StepRunner):
             self.out.append(Listen(self.engine.expectation(state), self.timeout_for(None)))
         elif waiting.kind in ("llm_action", "action", "answer", "open_answer"):
             return  # a result is on its way; keys pressed meanwhile change nothing
-        elif waiting.kind == "collect" and not self._waiting_step(CollectStep).dtmf:
+        elif waiting.kind == "collect" and not (
+            self._waiting_step(CollectStep).dtmf or self._waiting_step(CollectStep).keypad_only
+        ):
             self.step_input(ParseResult(ok=False, error="keypad_not_allowed"))
         else:
             spec = self.engine.expectation(state).slot
-            self.step_input(parse_keypad(spec, digits) if spec else None)
+            self.step_input(parse_keypad(spec, digits, now=self.now) if spec else None)
 
     def silence(self, event: Silence) -> None:
         waiting = self.state.waiting
@@ -475,6 +486,13 @@ class _Turn(StepRunner):
             return False
         step = self.resolve(waiting.address)
         return isinstance(step, CollectStep) and step.is_sensitive
+
+    def _card_wait(self) -> bool:
+        waiting = self.state.waiting
+        if waiting is None or waiting.kind not in ("collect", "confirm") or waiting.address is None:
+            return False
+        step = self.resolve(waiting.address)
+        return isinstance(step, CollectStep) and step.keypad_only
 
     def _feel(self, anger: float, sentiment: float) -> None:
         self.state.anger = anger

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from voicebot.handoff.packet import CallerInfo, HandoffPacket, Source, TranscriptLine
+from voicebot.privacy.cards import mask_card_data
 from voicebot.privacy.masking import mask_pii, mask_value, redact
 
 # A step is addressed by its scope (a flow name, or "@trigger"/"@limit" for the bot's own
@@ -66,6 +67,8 @@ class CallState:
     sensitive: set[str] = field(default_factory=set)
     # Slots the LLM filled ahead of their collect step; the step still checks its rejections.
     model_filled: set[str] = field(default_factory=set)
+    # Slots a `card` collect filled: handed to the next action, then dropped (PCI DSS).
+    card_slots: set[str] = field(default_factory=set)
     result: Any = None
     intent: str | None = None
     last_intent: str | None = None
@@ -111,13 +114,33 @@ class CallState:
         return self.stack[-1].flow if self.stack else None
 
     def secrets(self) -> list[Any]:
-        return [self.slots[name] for name in self.sensitive if self.slots.get(name) is not None]
+        found: list[Any] = []
+        for name in self.sensitive:
+            value = self.slots.get(name)
+            if isinstance(value, dict):  # a card: its number, expiry and security code
+                found.extend(v for v in value.values() if v is not None)
+                expiry = str(value.get("expiry") or "")
+                if len(expiry) == 4:
+                    found.append(f"{expiry[:2]}/{expiry[2:]}")
+            elif value is not None:
+                found.append(value)
+        return found
 
     def masked_slots(self) -> dict[str, Any]:
         return {
-            name: mask_value(value) if name in self.sensitive else value
+            name: _masked(value) if name in self.sensitive else value
             for name, value in self.slots.items()
         }
+
+    def forget_cards(self) -> None:
+        """Drop the card details a `card` collect gathered (after their action, at a handoff,
+        at the end of the call): they never outlive the step that needs them."""
+        for name in self.card_slots:
+            self.slots.pop(name, None)
+            self.sensitive.discard(name)
+        self.card_slots.clear()
+        if self.waiting is not None and isinstance(self.waiting.pending, dict):
+            self.waiting.pending = None  # a card half keyed in when the call left the step
 
     def record(
         self,
@@ -129,5 +152,11 @@ class CallState:
         sensitive: bool = False,
     ) -> None:
         """Add a transcript line, masked: a sensitive answer, and every known secret."""
-        shown = mask_value(text) if sensitive else redact(text, self.secrets())
+        shown = mask_value(text) if sensitive else mask_card_data(redact(text, self.secrets()))
         self.transcript.append(TranscriptLine(role=role, text=shown, at=at, intent=intent))
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):  # a card: only the last four digits of its number
+        return mask_value(value.get("number"))
+    return mask_value(value)

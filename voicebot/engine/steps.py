@@ -62,6 +62,21 @@ PHONE = Expectation("collect", slot=SlotSpec(type="phone"), slot_name="callback_
 DEFAULT_MIN_SCORE = 0.35
 GOODBYE = "Thank you for calling. Goodbye."
 LLM_NO_MATCH = "Sorry, I didn't get that. Could you say it another way?"
+# A `card` collect: the number, then the expiry, then the security code, each keyed in.
+CARD_STAGE_TYPES = {"number": "card", "expiry": "card_expiry", "cvv": "card_cvv"}
+CARD_NEXT = {"number": "expiry", "expiry": "cvv"}
+CARD_MAX_KEYS = {"number": 19, "expiry": 4, "cvv": 4}
+CARD_PROMPTS = {
+    "number": "Please key in your card number on your telephone keypad, then press hash.",
+    "expiry": "Now key in the expiry date: two digits for the month and two for the year.",
+    "cvv": "Finally, key in the three or four digit security code from the back of the card.",
+}
+CARD_KEYPAD_ONLY = "For your security, please use your telephone keypad for card details."
+CARD_RETRY = {
+    "number": "Sorry, that card number doesn't look right.",
+    "expiry": "Sorry, that expiry date doesn't look right.",
+    "cvv": "Sorry, that security code doesn't look right.",
+}
 
 
 def slot_spec(step: CollectStep, language: str) -> SlotSpec:
@@ -89,14 +104,22 @@ def llm_expectation(step: LlmStep, instructions: str) -> Expectation:
     )
 
 
-def collect_expectation(step: CollectStep, language: str) -> Expectation:
+def collect_expectation(step: CollectStep, language: str, stage: str | None = None) -> Expectation:
+    spec = slot_spec(step, step.language or language)
+    if step.type == "card":
+        spec = SlotSpec(type=CARD_STAGE_TYPES[stage or "number"], language=spec.language)
     return Expectation(
         "collect",
-        slot=slot_spec(step, step.language or language),
+        slot=spec,
         slot_name=step.collect,
         sensitive=step.is_sensitive,
-        dtmf=bool(step.dtmf),
+        dtmf=bool(step.dtmf) or step.keypad_only,
     )
+
+
+def card_stage(pending: Any) -> str | None:
+    """Which part of a `card` collect the caller is keying in (kept in ``Waiting.pending``)."""
+    return pending.get("stage") if isinstance(pending, dict) else None
 
 
 class StepRunner(FlowControl):
@@ -128,6 +151,7 @@ class StepRunner(FlowControl):
         return self.enter_flow(step.call, replace=False)
 
     def start_end(self, step: EndStep, address: StepAddress) -> StepAddress | None:
+        self.state.forget_cards()
         self.say(step.end, barge_in=False)
         self.out.append(Hangup(step.disposition))
         self.state.ended = True
@@ -251,6 +275,7 @@ class StepRunner(FlowControl):
     def llm_action_done(self, step: LlmStep, done: ActionCompleted) -> StepAddress | None:
         waiting = self.state.waiting
         assert waiting is not None and waiting.address is not None
+        self.state.forget_cards()
         self.state.result = done.response if done.ok else {"error": done.error or "failed"}
         if self._until_met(step):
             return self.llm_finish(step, waiting.address)
@@ -297,6 +322,7 @@ class StepRunner(FlowControl):
             self.handoff_now(self.engine.default_queue, [], "normal", reason, None, asked=True)
             return True
         if request.kind == "end":
+            self.state.forget_cards()
             self.say(GOODBYE, barge_in=False)
             self.out.append(Hangup("completed"))
             self.state.ended = True
@@ -311,8 +337,11 @@ class StepRunner(FlowControl):
         filled = self.state.slots.get(step.collect) is not None and not step.always_ask
         if filled and self._prefilled_ok(step):
             return self.after(step, address)  # never ask a caller twice
+        if step.type == "card":
+            self.state.forget_cards()  # a second card replaces the first
         self.say(self._prompt(step), barge_in=step.barge_in, prompt=True)
-        self._wait_collect(step, address, keep_counts=False)
+        pending = {"stage": "number"} if step.type == "card" else None
+        self._wait_collect(step, address, keep_counts=False, pending=pending)
         return None
 
     def _prefilled_ok(self, step: CollectStep) -> bool:
@@ -327,20 +356,53 @@ class StepRunner(FlowControl):
                 return False
         return True
 
-    def _prompt(self, step: CollectStep) -> str | list[str]:
+    def _prompt(self, step: CollectStep, stage: str | None = None) -> str | list[str]:
+        if step.type == "card":
+            own = {"number": step.prompt, "expiry": step.expiry_prompt, "cvv": step.cvv_prompt}
+            return own[stage or "number"] or CARD_PROMPTS[stage or "number"]
         return step.prompt or f"Please tell me your {step.collect.replace('_', ' ')}."
 
-    def _wait_collect(self, step: CollectStep, address: StepAddress, *, keep_counts: bool) -> None:
+    def _reprompt(self, step: CollectStep, stage: str | None = None) -> str | list[str]:
+        if step.type == "card" and stage not in (None, "number"):
+            return self._prompt(step, stage)
+        return step.reprompt or self._prompt(step, stage)
+
+    def _wait_collect(
+        self, step: CollectStep, address: StepAddress, *, keep_counts: bool, pending: Any = None
+    ) -> None:
         rules = step.dtmf if isinstance(step.dtmf, DtmfRules) else DtmfRules()
+        stage = card_stage(pending)
+        max_digits = rules.max_digits or step.length or step.max_length
+        if stage is not None:
+            max_digits = CARD_MAX_KEYS[stage]
         self.wait(
             "collect",
-            collect_expectation(step, self.state.language),
+            collect_expectation(step, self.state.language, stage),
             address=address,
             timeout=self.timeout_for(step),
             keep_counts=keep_counts,
             terminator=rules.terminator,
-            max_digits=rules.max_digits or step.length or step.max_length,
+            max_digits=max_digits,
+            pending=pending,
         )
+
+    def _card_progress(
+        self, step: CollectStep, address: StepAddress, value: Any
+    ) -> dict[str, str] | None:
+        """One part of a card keyed in: ask for the next, or the whole card when complete."""
+        waiting = self.state.waiting
+        assert waiting is not None
+        progress = dict(waiting.pending) if isinstance(waiting.pending, dict) else {}
+        stage = progress.pop("stage", "number")
+        progress[stage] = str(value)
+        following = CARD_NEXT.get(stage)
+        if following is None:
+            return {"number": progress["number"], "expiry": progress["expiry"], "cvv": value}
+        self.say(self._prompt(step, following), prompt=True)
+        self._wait_collect(
+            step, address, keep_counts=True, pending={**progress, "stage": following}
+        )
+        return None
 
     def collect_input(
         self, step: CollectStep, address: StepAddress, parsed: ParseResult | None
@@ -348,8 +410,14 @@ class StepRunner(FlowControl):
         waiting = self.state.waiting
         assert waiting is not None
         if parsed is None or not parsed.ok:
-            return self.collect_failed(step, address, no_input=False)
+            return self.collect_failed(
+                step, address, no_input=False, error=parsed.error if parsed else None
+            )
         value = parsed.value
+        if step.type == "card":
+            value = self._card_progress(step, address, value)
+            if value is None:
+                return None
         trial = {**self.state.slots, step.collect: value}
         for rejection in step.rejections:
             if self.check(rejection.condition, slots=trial):
@@ -358,7 +426,7 @@ class StepRunner(FlowControl):
                 if waiting.attempts >= self._max_attempts(step):
                     return self.fail(step, address, f"could not get a valid {step.collect}")
                 self.say(step.reprompt or self._prompt(step), prompt=True)
-                self._wait_collect(step, address, keep_counts=True)
+                self._wait_collect(step, address, keep_counts=True, pending=self._restart(step))
                 return None
         if step.confirm:
             self.say(self._confirmation(step, value), prompt=True, slots=trial)
@@ -370,7 +438,9 @@ class StepRunner(FlowControl):
     def _confirmation(self, step: CollectStep, value: Any) -> str:
         if isinstance(step.confirm, str):
             return step.confirm
-        if step.is_sensitive:
+        if isinstance(value, dict):
+            shown = f"the card ending {str(value.get('number', ''))[-4:]}"
+        elif step.is_sensitive:
             shown = f"the number ending {str(value)[-4:]}"
         elif step.type in ("digits", "phone", "card_number"):
             shown = " ".join(str(value).lstrip("+"))
@@ -392,7 +462,7 @@ class StepRunner(FlowControl):
                 return self.fail(step, address, f"could not confirm the {step.collect}")
             self.say("Sorry about that.")
             self.say(step.reprompt or self._prompt(step), prompt=True)
-            self._wait_collect(step, address, keep_counts=True)
+            self._wait_collect(step, address, keep_counts=True, pending=self._restart(step))
             return None
         waiting.no_match += 1
         if waiting.no_match > self.bot.bot.limits.max_no_match:
@@ -406,15 +476,29 @@ class StepRunner(FlowControl):
         self.state.slots[step.collect] = value
         if step.is_sensitive:
             self.state.sensitive.add(step.collect)
+        if step.type == "card":
+            self.state.card_slots.add(step.collect)
+
+    @staticmethod
+    def _restart(step: CollectStep) -> dict[str, str] | None:
+        """A card refused or denied is keyed in again from its number."""
+        return {"stage": "number"} if step.type == "card" else None
 
     def _max_attempts(self, step: CollectStep) -> int:
         return step.max_attempts or self.bot.bot.limits.max_no_match + 1
 
     def collect_failed(
-        self, step: CollectStep, address: StepAddress, *, no_input: bool
+        self,
+        step: CollectStep,
+        address: StepAddress,
+        *,
+        no_input: bool,
+        error: str | None = None,
     ) -> StepAddress | None:
         waiting = self.state.waiting
         assert waiting is not None
+        pending = waiting.pending if step.type == "card" else None
+        stage = card_stage(pending)
         if no_input:
             waiting.no_input += 1
             over = waiting.no_input > self.bot.bot.limits.max_no_input
@@ -424,13 +508,17 @@ class StepRunner(FlowControl):
             waiting.attempts += 1
             over = waiting.attempts >= self._max_attempts(step)
             apology = DEFAULT_NO_MATCH
+            if step.type == "card":
+                apology = (
+                    CARD_KEYPAD_ONLY if error == "keypad_only" else CARD_RETRY[stage or "number"]
+                )
         if over:
             return self.fail(
                 step, address, f"could not get the caller's {step.collect.replace('_', ' ')}"
             )
         self.say(apology)
-        self.say(step.reprompt or self._prompt(step), prompt=True)
-        self._wait_collect(step, address, keep_counts=True)
+        self.say(self._reprompt(step, stage), prompt=True)
+        self._wait_collect(step, address, keep_counts=True, pending=pending)
         return None
 
     @staticmethod
@@ -440,6 +528,8 @@ class StepRunner(FlowControl):
         return lines[min(count, len(lines)) - 1]
 
     def fail(self, step: StepBase, address: StepAddress, reason: str) -> StepAddress | None:
+        if self.state.waiting is not None and card_stage(self.state.waiting.pending):
+            self.state.waiting.pending = None  # the part of a card keyed in so far
         on_fail = getattr(step, "on_fail", None)
         if on_fail is not None:
             self.state.waiting = None
@@ -549,6 +639,8 @@ class StepRunner(FlowControl):
         self, step: ActionStep, address: StepAddress, done: ActionCompleted
     ) -> StepAddress | None:
         self.state.waiting = None
+        # Card details go to the one action that follows their collect, and no further.
+        self.state.forget_cards()
         if done.ok:
             self.state.result = done.response
             for slot, source in step.save.items():
@@ -645,6 +737,7 @@ class StepRunner(FlowControl):
     ) -> None:
         """Hand the call to a queue: the packet goes out before the caller hears the announce."""
         kind = reason_kind(self.path, reason, self.bot.bot.triggers, asked=asked)
+        self.state.forget_cards()  # never handed to a person, not even masked
         packet = build_packet(
             self.state,
             self.bot,

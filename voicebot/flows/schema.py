@@ -32,7 +32,17 @@ Text = str | list[str]
 """A line to speak; a list picks one at random."""
 
 CollectType = Literal[
-    "text", "digits", "number", "yes_no", "date", "time", "phone", "email", "choice", "card_number"
+    "text",
+    "digits",
+    "number",
+    "yes_no",
+    "date",
+    "time",
+    "phone",
+    "email",
+    "choice",
+    "card_number",
+    "card",
 ]
 PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -156,6 +166,10 @@ class CollectStep(StepBase):
     always_ask: bool = False
     no_input_timeout: float | None = Field(default=None, gt=0, le=120)
     barge_in: bool = True
+    # extension, type `card` only: the prompts for the expiry and the security code (the
+    # card number's is `prompt`)
+    expiry_prompt: Text | None = None
+    cvv_prompt: Text | None = None
 
     @property
     def kind(self) -> str:
@@ -173,12 +187,26 @@ class CollectStep(StepBase):
             raise PydanticCustomError(
                 "length", "'length', 'min_length' and 'max_length' apply to type 'digits'"
             )
+        if self.type != "card" and (self.expiry_prompt is not None or self.cvv_prompt is not None):
+            raise PydanticCustomError(
+                "card_prompts", "'expiry_prompt' and 'cvv_prompt' only apply to type 'card'"
+            )
+        if self.type == "card" and self.sensitive is False and "sensitive" in self.model_fields_set:
+            raise PydanticCustomError(
+                "card_sensitive", "a 'card' collect is always sensitive; remove 'sensitive: false'"
+            )
         return self
 
     @property
     def is_sensitive(self) -> bool:
         # Card numbers are always sensitive, whatever the file says.
-        return self.sensitive or self.type == "card_number"
+        return self.sensitive or self.type in ("card_number", "card")
+
+    @property
+    def keypad_only(self) -> bool:
+        """A `card` collect takes keys only: card details must never be spoken into the ASR,
+        the transcript or a model."""
+        return self.type == "card"
 
     @property
     def choice_values(self) -> list[str]:
@@ -508,6 +536,21 @@ class CallerLookup(_Strict):
     timeout: float = Field(default=2.0, gt=0, le=10)
 
 
+class RetentionDays(_Strict):
+    """Extension: days each kind of call data is kept before the scheduled purge deletes it;
+    none: kept until erased."""
+
+    transcripts: int | None = Field(default=None, ge=1, le=36500)
+    recordings: int | None = Field(default=None, ge=1, le=36500)
+    handoffs: int | None = Field(default=None, ge=1, le=36500)
+
+
+class PrivacySettings(_Strict):
+    """Extension: data protection settings of the bot (docs/flows.md, "Privacy")."""
+
+    retention_days: RetentionDays = Field(default_factory=RetentionDays)
+
+
 class BotSettings(_Strict):
     name: str
     language: str = "en-US"
@@ -525,6 +568,7 @@ class BotSettings(_Strict):
     no_input: list[str] = Field(default_factory=list)
     no_match: list[str] = Field(default_factory=list)
     knowledge_fallback: KnowledgeFallback | None = None
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
 
 class Intent(_Strict):
@@ -648,6 +692,8 @@ class ActionDef(_Strict):
     # before anything with side effects runs (true: "Shall I go ahead and <description>?")
     parameters: dict[str, ActionParameter] = Field(default_factory=dict)
     confirm: bool | str = False
+    # extension: the environment variable holding this webhook's signing secret
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionDef:

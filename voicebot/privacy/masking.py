@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from voicebot.privacy.cards import mask_card_data
+
 _DIGIT_RUN = re.compile(r"(?<!\w)(?:\d[\s-]?){4,}\d(?!\w)")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _KEEP = 4
@@ -32,8 +34,8 @@ def mask_numbers(text: str) -> str:
 
 
 def mask_pii(text: str) -> str:
-    """Digits runs and e-mail addresses masked: the form caller text takes in logs."""
-    return _EMAIL.sub("****@****", mask_numbers(text))
+    """Card data, digit runs and e-mail addresses masked: the form caller text takes in logs."""
+    return _EMAIL.sub("****@****", mask_numbers(mask_card_data(text)))
 
 
 def redact(text: str, secrets: Iterable[Any]) -> str:

@@ -164,7 +164,8 @@ class QueueFigures:
                 figures = stats.get(name)
                 rows = (
                     await session.execute(
-                        select(QueueEntry, Handoff.intent, Handoff.packet["caller"])
+                        # the whole packet: it may be encrypted, so its caller is read here
+                        select(QueueEntry, Handoff.intent, Handoff.packet)
                         .join(Handoff, Handoff.id == QueueEntry.handoff_id)
                         .where(QueueEntry.queue == name, QueueEntry.status.in_(IN_QUEUE))
                         .order_by(QueueEntry.priority.desc(), QueueEntry.enqueued_at.asc())
@@ -179,10 +180,10 @@ class QueueFigures:
                         "priority": priority_label(entry.priority),
                         "waited_seconds": round((now - entry.enqueued_at).total_seconds(), 1),
                         "intent": intent,
-                        "caller": _caller_label(caller),
+                        "caller": _caller_label((packet or {}).get("caller")),
                         "status": entry.status,
                     }
-                    for position, (entry, intent, caller) in enumerate(rows, start=1)
+                    for position, (entry, intent, packet) in enumerate(rows, start=1)
                 ]
                 views.append(
                     {

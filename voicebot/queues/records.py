@@ -104,6 +104,7 @@ class CallRecords:
         it adds nothing twice."""
         now = self.clock()
         handed_off = state.handoff is not None
+        state.forget_cards()  # the call is over (the caller may have hung up mid-payment)
         async with self.db.transaction() as session:
             existing = await session.get(Call, state.call_id)
             first_time = existing is None or existing.bot_ended_at is None

@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from voicebot.store.encryption import EncryptedJSON, EncryptedText
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime
@@ -88,7 +90,8 @@ class Turn(Base):
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int]
     role: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text)
+    # What was said (masked): encrypted at rest when a key is set (voicebot/store/encryption.py)
+    text: Mapped[str] = mapped_column(EncryptedText)
     at: Mapped[dt.datetime]
     intent: Mapped[str | None] = mapped_column(String(100))
 
@@ -101,9 +104,10 @@ class Handoff(Base):
     created_at: Mapped[dt.datetime]
     queue: Mapped[str] = mapped_column(String(100))
     priority: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(EncryptedText)
     intent: Mapped[str | None] = mapped_column(String(100))
-    packet: Mapped[dict[str, Any]]
+    # transcript, slots, summary: encrypted at rest when a key is set; never read in SQL
+    packet: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)
     # Why, as a category reports count by: asked, angry, no_match, technical, after_hours, flow
     # (voicebot/engine/reasons.py); ``reason`` is the content team's own words.
     reason_kind: Mapped[str | None] = mapped_column(String(32))
@@ -249,8 +253,9 @@ class CallReview(Base):
     checked_at: Mapped[dt.datetime] = mapped_column(index=True)
     score: Mapped[int] = mapped_column(Integer)
     passed: Mapped[bool] = mapped_column(Boolean)
-    failures: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    summary: Mapped[str] = mapped_column(Text, default="")
+    # the failed rules quote transcript lines, the summary retells the call: both encrypted
+    failures: Mapped[list[dict[str, Any]]] = mapped_column(EncryptedJSON, default=list)
+    summary: Mapped[str] = mapped_column(EncryptedText, default="")
     rules: Mapped[str] = mapped_column(String(64))  # a hash of the rule set that scored it
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "KEYPAD_ONLY_TYPES",
     "MAX_INPUT_CHARS",
     "MAX_TEXT_CHARS",
     "SLOT_TYPES",
@@ -39,8 +40,14 @@ SLOT_TYPES: frozenset[str] = frozenset(
         "email",
         "choice",
         "card_number",
+        # the three parts of a `card` collect, keypad only
+        "card",
+        "card_expiry",
+        "card_cvv",
     }
 )
+# Card details are taken from the keypad only (PCI DSS: never through the ASR or a model).
+KEYPAD_ONLY_TYPES: frozenset[str] = frozenset({"card", "card_expiry", "card_cvv"})
 
 # A caller turn is a sentence or two; anything longer is not an answer to a slot prompt, and
 # capping it keeps the worst case of every parser bounded.
@@ -66,6 +73,8 @@ class ErrorCode(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     NO_CHOICES = "no_choices"
     KEYPAD_UNSUPPORTED = "keypad_unsupported"
+    KEYPAD_ONLY = "keypad_only"
+    EXPIRED = "expired"
     UNKNOWN_TYPE = "unknown_type"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     INVALID_INPUT = "invalid_input"

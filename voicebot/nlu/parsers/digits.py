@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from .base import MAX_INPUT_CHARS, ErrorCode, ParseResult, SlotSpec, fail, success, tokenize
 from .lang import ENGLISH, Locale, Words, get_locale
@@ -22,6 +23,8 @@ __all__ = [
     "luhn_valid",
     "parse_card_number",
     "parse_digits",
+    "parse_keypad_card_cvv",
+    "parse_keypad_card_expiry",
     "parse_keypad_card_number",
     "parse_keypad_digits",
     "pick_run",
@@ -249,3 +252,25 @@ def parse_keypad_card_number(keys: str) -> ParseResult:
     if not _KEYPAD_DIGITS_RE.fullmatch(keys):
         return fail(ErrorCode.INVALID_KEY)
     return _check_card(keys)
+
+
+def parse_keypad_card_expiry(keys: str, today: date) -> ParseResult:
+    """A card's expiry from the keypad: MMYY, a month this year or later (a card is valid
+    to the end of its month). The value is the MMYY string."""
+    if not re.fullmatch(r"[0-9]{4}", keys):
+        return fail(
+            ErrorCode.WRONG_LENGTH if _KEYPAD_DIGITS_RE.fullmatch(keys) else ErrorCode.INVALID_KEY
+        )
+    month, year = int(keys[:2]), 2000 + int(keys[2:])
+    if not 1 <= month <= 12:
+        return fail(ErrorCode.INVALID_DATE)
+    if (year, month) < (today.year, today.month):
+        return fail(ErrorCode.EXPIRED)
+    return success(keys)
+
+
+def parse_keypad_card_cvv(keys: str) -> ParseResult:
+    """A card's security code from the keypad: 3 or 4 digits."""
+    if not _KEYPAD_DIGITS_RE.fullmatch(keys):
+        return fail(ErrorCode.INVALID_KEY)
+    return success(keys) if 3 <= len(keys) <= 4 else fail(ErrorCode.WRONG_LENGTH)

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from .base import (
+    KEYPAD_ONLY_TYPES,
     MAX_INPUT_CHARS,
     MAX_TEXT_CHARS,
     SLOT_TYPES,
@@ -18,7 +19,14 @@ from .base import (
 from .choice import parse_choice, parse_keypad_choice
 from .contact import parse_email, parse_keypad_phone, parse_phone
 from .dates import parse_date, parse_keypad_date
-from .digits import parse_card_number, parse_digits, parse_keypad_card_number, parse_keypad_digits
+from .digits import (
+    parse_card_number,
+    parse_digits,
+    parse_keypad_card_cvv,
+    parse_keypad_card_expiry,
+    parse_keypad_card_number,
+    parse_keypad_digits,
+)
 from .lang import Locale, get_locale
 from .numbers import parse_keypad_number, parse_number
 from .times import parse_keypad_time, parse_time
@@ -67,6 +75,8 @@ def _parse_slot(spec: SlotSpec, text: str, now: datetime | None) -> ParseResult:
     if not text.strip():
         return fail(ErrorCode.EMPTY)
     when = now or datetime.now()
+    if spec.type in KEYPAD_ONLY_TYPES:
+        return fail(ErrorCode.KEYPAD_ONLY)  # card details are never read from speech
     match spec.type:
         case "text":
             return success(text.strip())
@@ -90,22 +100,24 @@ def _parse_slot(spec: SlotSpec, text: str, now: datetime | None) -> ParseResult:
             return parse_card_number(text, locale)
 
 
-def parse_keypad(spec: SlotSpec, digits: str) -> ParseResult:
+def parse_keypad(spec: SlotSpec, digits: str, *, now: datetime | None = None) -> ParseResult:
     """Parse keypad (DTMF) input for the slot `spec`; the terminator key is already removed.
 
     Keys by type: digits, card_number and phone take the digits; number reads "*" as a decimal
     point; yes_no takes 1 (yes) or 2 (no); choice takes the 1-based position; date takes
     DDMMYYYY in day-first regions (en-GB) and MMDDYYYY in en-US; time takes HHMM (24-hour);
-    text takes the keys as they are; email cannot be keyed ("keypad_unsupported").
+    text takes the keys as they are; email cannot be keyed ("keypad_unsupported"); card takes
+    the card number (Luhn-checked), card_expiry MMYY (not before ``now``'s month), card_cvv
+    3 or 4 digits.
     """
     try:
-        return _parse_keypad(spec, digits)
+        return _parse_keypad(spec, digits, now)
     except Exception:
         _logger.exception("keypad parser failed", extra={"slot_type": str(spec.type)[:32]})
         return fail(ErrorCode.INTERNAL_ERROR)
 
 
-def _parse_keypad(spec: SlotSpec, digits: str) -> ParseResult:
+def _parse_keypad(spec: SlotSpec, digits: str, now: datetime | None = None) -> ParseResult:
     if not isinstance(digits, str):
         return fail(ErrorCode.INVALID_INPUT)
     locale = _locale(spec)
@@ -137,5 +149,9 @@ def _parse_keypad(spec: SlotSpec, digits: str) -> ParseResult:
             return fail(ErrorCode.KEYPAD_UNSUPPORTED)
         case "choice":
             return parse_keypad_choice(spec, keys)
+        case "card_expiry":
+            return parse_keypad_card_expiry(keys, (now or datetime.now()).date())
+        case "card_cvv":
+            return parse_keypad_card_cvv(keys)
         case _:
             return parse_keypad_card_number(keys)
