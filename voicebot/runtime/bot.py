@@ -109,7 +109,12 @@ class BotRuntime:
             engine=engine,
             brain=brain,
             actions=ActionExecutor(
-                loaded.definition.actions, default_timeout=settings.webhook_timeout
+                loaded.definition.actions,
+                default_timeout=settings.webhook_timeout,
+                secret=settings.webhook_secret.get_secret_value()
+                if settings.webhook_secret
+                else None,
+                env=settings.flow_env(),
             ),
             knowledge=knowledge or EmptyKnowledge(),
             handoffs=handoffs or JsonlHandoffSink(settings.data_dir / "handoffs.jsonl"),

@@ -26,7 +26,9 @@ from voicebot.flows.schema import (
     HandoffStep,
     StepBase,
 )
-from voicebot.nlu.parsers import ParseResult, SlotSpec, parse_slot
+from voicebot.nlu.parsers import ParseResult, SlotSpec, get_locale, parse_slot
+from voicebot.nlu.parsers.base import MAX_INPUT_CHARS, tokenize
+from voicebot.nlu.parsers.digits import digit_runs
 
 ToolKind = Literal[
     "flow", "intent", "fill", "choose", "knowledge", "handoff", "end", "action", "done"
@@ -305,7 +307,19 @@ class BadArguments(ValueError):
     """The model's arguments were not a JSON object of the declared shape."""
 
 
+# Bounds on what a model may send back. Real arguments are a few words; anything near these is
+# garbage or an attempt to smuggle text into a webhook body, and is refused, not truncated.
+MAX_ARGUMENTS_CHARS = 4096
+MAX_STRING_CHARS = 500
+# A digit string this long names something (an account, a phone number): the caller must have
+# said it, so a model cannot swap in someone else's.
+GROUNDED_DIGITS = 4
+_GROUNDED_TYPES = frozenset({"digits", "phone", "card_number"})
+
+
 def parse_arguments(raw: str) -> dict[str, Any]:
+    if len(raw or "") > MAX_ARGUMENTS_CHARS:
+        raise BadArguments(f"arguments are longer than {MAX_ARGUMENTS_CHARS} characters")
     try:
         value = json.loads(raw or "{}")
     except json.JSONDecodeError as exc:
@@ -315,8 +329,26 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     return value
 
 
-def check_action_args(definition: ActionDef, args: dict[str, Any]) -> dict[str, Any]:
-    """The model's arguments for an action, checked against its declared parameters."""
+def unknown_arguments(tool: Tool, args: dict[str, Any]) -> list[str]:
+    """Argument names the tool's schema does not declare (``additionalProperties: false``)."""
+    if tool.parameters.get("additionalProperties", True) is not False:
+        return []
+    declared = tool.parameters.get("properties") or {}
+    return sorted(name for name in args if name not in declared)
+
+
+def check_action_args(
+    definition: ActionDef,
+    args: dict[str, Any],
+    *,
+    slots: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The model's arguments for an action, checked against its declared parameters.
+
+    A parameter named like a slot the call has already filled (``account_number`` once the
+    caller is verified) must carry that slot's value: the model may repeat what the flow
+    established, never replace it with another caller's.
+    """
     unknown = set(args) - set(definition.parameters)
     if unknown:
         raise BadArguments(f"unknown argument(s) {', '.join(sorted(unknown))}")
@@ -335,23 +367,68 @@ def check_action_args(definition: ActionDef, args: dict[str, Any]) -> dict[str, 
         }[param.type]
         if not ok or (param.enum and value not in param.enum):
             raise BadArguments(f"argument '{name}' is not a valid {param.type}")
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise BadArguments(f"argument '{name}' is longer than {MAX_STRING_CHARS} characters")
+        known = (slots or {}).get(name)
+        if known is not None and not _same(value, known):
+            raise BadArguments(f"argument '{name}' differs from the call's {name}")
         checked[name] = value
     return checked
 
 
+def _same(value: Any, known: Any) -> bool:
+    if isinstance(known, bool) or isinstance(value, bool):
+        return bool(value == known)
+    if isinstance(known, int | float) and isinstance(value, int | float):
+        return float(value) == float(known)
+    return _compact(str(value)) == _compact(str(known))
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def heard_digits(texts: list[str], language: str) -> list[str]:
+    """Every digit run the caller spoke or keyed in these turns ("one two three" -> "123")."""
+    locale = get_locale(language) or get_locale("en-US")
+    assert locale is not None
+    runs: list[str] = []
+    for text in texts:
+        runs += [run.digits for run in digit_runs(tokenize(text[:MAX_INPUT_CHARS]), locale.words)]
+    return runs
+
+
+def grounded(spec: SlotSpec, value: Any, heard: list[str]) -> bool:
+    """Whether a digit-string slot value is one the caller actually said or keyed."""
+    if spec.type not in _GROUNDED_TYPES:
+        return True
+    digits = re.sub(r"\D", "", str(value))
+    if len(digits) < GROUNDED_DIGITS:
+        return True
+    return any(digits in run for run in heard)
+
+
 def read_slots(
-    tool: Tool, args: dict[str, Any], *, now: dt.datetime
-) -> tuple[dict[str, ParseResult], list[str]]:
+    tool: Tool, args: dict[str, Any], *, now: dt.datetime, heard: list[str] | None = None
+) -> tuple[dict[str, ParseResult], list[tuple[str, str]]]:
     """Run each value the model gave through the slot's own parser: the model proposes, the
-    parsers (lengths, Luhn, dates) decide. Returns the parsed slots and the names refused."""
+    parsers (lengths, Luhn, dates) decide. With ``heard`` (the digit runs in the caller's
+    recent turns), a digit-string value the caller never said is refused too. Returns the
+    parsed slots and the names refused, with why."""
     parsed: dict[str, ParseResult] = {}
-    refused = []
+    refused: list[tuple[str, str]] = []
     for name, value in args.items():
         spec = tool.slots.get(name)
         if spec is None:
-            refused.append(name)
+            refused.append((name, "not a slot asked for here"))
             continue
         if value is None or value == "":
+            continue
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            refused.append((name, "value too long"))
+            continue
+        if heard is not None and not grounded(spec, value, heard):
+            refused.append((name, "not what the caller said"))
             continue
         text = ("yes" if value else "no") if isinstance(value, bool) else str(value)
         result = parse_slot(spec, text, now=now)
