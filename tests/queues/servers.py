@@ -21,8 +21,9 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -87,17 +88,25 @@ class Node:
 
 
 def start_node(
-    index: int, db_url: str, work: Path, *, token: str, offer_timeout: float, log_level: str
+    index: int,
+    db_url: str,
+    work: Path,
+    *,
+    token: str,
+    offer_timeout: float,
+    log_level: str,
+    env: dict[str, str] | None = None,
 ) -> Node:
     """Start node ``index`` on ``db_url``, in ``work``/node<index> (its data and ``serve.log``).
 
     There is no timed wrap-up (an agent is free again as soon as they submit it), and the API
-    takes ``token``. It does not wait for the node to answer: see ``wait_healthy``.
+    takes ``token``. It does not wait for the node to answer: see ``wait_healthy``. ``env`` is
+    added to its environment last (a test's own Redis, say).
     """
     data = work / f"node{index}"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {
+    environment = {
         **os.environ,
         "VOICEBOT_DATABASE_URL": db_url,
         "VOICEBOT_DATA_DIR": str(data / "data"),
@@ -108,13 +117,16 @@ def start_node(
     }
     # Events between nodes go over PostgreSQL (in process on SQLite), which is what the test
     # and the benchmark are about, never over a Redis that happens to be set in the env.
-    env.pop("VOICEBOT_REDIS_URL", None)
+    environment.pop("VOICEBOT_REDIS_URL", None)
+    environment.update(env or {})
     log_path = data / "serve.log"
     command = [sys.executable, "-m", "voicebot", "serve", "--no-phone", "--bot", str(REPO)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
         # cwd is the node's own directory, so no .env from the checkout leaks in.
-        process = subprocess.Popen(command, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=data, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
     return Node(index, process, port, log_path)
 
 
@@ -171,3 +183,159 @@ async def pg_database(*, admin: str = PG_ADMIN, prefix: str = "vb_test_") -> Asy
         yield url
     finally:
         await drop_pg_database(url, admin=admin)
+
+
+# -- agents' desktops that survive a node or the database going away --------------------------
+
+
+@dataclass
+class ResilientDesk:
+    """An agent's desktop client that takes every call it is offered, and reconnects.
+
+    It accepts each offer, ends the call at once and submits its wrap-up. When its WebSocket
+    drops (its node was killed, the database restarted) it connects again, to the next node in
+    its list that answers, and carries on from what the server's ``hello`` says it holds (an
+    offer, a call, a wrap-up), as the agent desktop page does. Set away (an offer it could not
+    answer while it was disconnected), it makes itself available again, as an agent would, and
+    an action the server could not do ("try again") is sent again.
+    """
+
+    username: str
+    cookie: str
+    urls: list[str]  # WebSocket URLs, preferred first
+    offers: list[str] = field(default_factory=list)
+    connected: list[str] = field(default_factory=list)
+    wrapped: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)
+    connections: list[str] = field(default_factory=list)  # the URL of each connection made
+    resumed: list[str] = field(default_factory=list)  # what a ``hello`` handed back
+    server_errors: list[str] = field(default_factory=list)  # ``error`` messages received
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+    reconnect_delay: float = 0.2  # seconds after a drop (a browser backs off for longer)
+
+    async def run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        attempt = 0
+        while not self.stopping:
+            url = self.urls[attempt % len(self.urls)]
+            attempt += 1
+            try:
+                async with connect(
+                    url,
+                    additional_headers={"Cookie": f"voicebot_session={self.cookie}"},
+                    open_timeout=10,
+                    proxy=None,  # loopback: never through a proxy from the environment
+                ) as ws:
+                    self.connections.append(url)
+                    attempt -= 1  # this node answers: come back to it first after a drop
+                    await self._serve(ws)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused, reset, closed: the node or the database is away
+                code = getattr(getattr(exc, "rcvd", None), "code", "")
+                self.errors.append(f"{url}: {type(exc).__name__} {code}".strip())
+            if not self.stopping:
+                await asyncio.sleep(self.reconnect_delay)
+
+    async def _serve(self, ws: Any) -> None:
+        import json
+
+        last: dict[str, Any] | None = None
+        retries = 0
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal last, retries
+            if message.get("type") in ("accept", "end", "wrap_up"):
+                last, retries = message, 0
+            await ws.send(json.dumps(message))
+
+        async for raw in ws:
+            message = json.loads(raw)
+            kind = message.get("type")
+            if kind == "error":
+                self.server_errors.append(str(message.get("message")))
+                # "try again": the server could not do it (its database restarting); an agent
+                # clicks again, and so does this desktop, a few times.
+                again = "try again" in str(message.get("message"))
+                if last is not None and again and retries < 30:
+                    retries += 1
+                    await asyncio.sleep(0.5)
+                    await ws.send(json.dumps(last))
+            elif kind == "hello":
+                await send({"type": "state", "state": "available"})
+                current = message.get("current")
+                if current:
+                    await self._resume(current, send)
+            elif kind == "state":
+                if message.get("state") == "available":
+                    self.ready.set()
+                elif message.get("state") == "away":
+                    await send({"type": "state", "state": "available"})
+            elif kind == "offer":
+                entry_id = message["assignment"]["entry_id"]
+                self.offers.append(entry_id)
+                await send({"type": "accept", "entry_id": entry_id})
+            elif kind == "connected":
+                entry_id = message["assignment"]["entry_id"]
+                self.connected.append(entry_id)
+                await send({"type": "end", "entry_id": entry_id})
+            elif kind == "wrap_up":
+                entry_id = message["entry_id"]
+                await send(
+                    {"type": "wrap_up", "entry_id": entry_id, "code": "resolved", "notes": ""}
+                )
+                self.wrapped.append(entry_id)
+            elif kind == "offer_withdrawn":
+                self.withdrawn.append(str(message.get("entry_id")))
+
+    async def _resume(self, current: dict[str, Any], send: Any) -> None:
+        entry_id, status = current["entry_id"], current["status"]
+        self.resumed.append(f"{status} {entry_id}")
+        if status == "offered":
+            self.offers.append(entry_id)
+            await send({"type": "accept", "entry_id": entry_id})
+        elif status == "connected":
+            self.connected.append(entry_id)
+            await send({"type": "end", "entry_id": entry_id})
+        elif status == "wrap_up":
+            await send({"type": "wrap_up", "entry_id": entry_id, "code": "resolved", "notes": ""})
+            self.wrapped.append(entry_id)
+
+
+async def sign_in_agents(
+    base_urls: list[str], count: int, *, token: str, password: str, prefix: str = "agent"
+) -> list[tuple[str, str]]:
+    """``count`` agents with the skill general, made and signed in on ``base_urls`` in turn;
+    returns (username, session cookie) pairs."""
+    auth = {"Authorization": f"Bearer {token}"}
+    limit = asyncio.Semaphore(4)  # argon2 is slow on purpose
+
+    async def one(i: int) -> tuple[str, str]:
+        base = base_urls[i % len(base_urls)]
+        name = f"{prefix}{i:03d}"
+        # A client each: a shared cookie jar would send one agent's session with the next
+        # agent's sign-in, which may end it.
+        async with limit, httpx.AsyncClient(timeout=60, trust_env=False) as client:
+            created = await client.post(
+                f"{base}/api/agents",
+                headers=auth,
+                json={
+                    "username": name,
+                    "password": password,
+                    "role": "agent",
+                    "skills": {"general": 5},
+                },
+            )
+            assert created.status_code == 201, created.text
+            login = await client.post(
+                f"{base}/api/auth/login", json={"username": name, "password": password}
+            )
+            assert login.status_code == 200, login.text
+        cookie = login.cookies.get("voicebot_session")
+        assert cookie, login.headers
+        return name, cookie
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))

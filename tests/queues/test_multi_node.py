@@ -12,6 +12,9 @@ The offer timeout is 30 s, far longer than an agent here takes to answer, so no 
 and be offered again: any ``offer_withdrawn`` is a failure. Nothing is synchronised with sleeps:
 the test waits on conditions (with deadlines) and fails fast, with the nodes' logs, if a node
 dies.
+
+``test_a_node_killed_mid_run_leaves_no_call_stuck`` kills one of the two nodes (SIGKILL) while
+calls are handled: no entry may stay offered to a dead desktop or connected and never finished.
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.queues.packets import make_packet
-from tests.queues.servers import Node, start_node, stop_nodes, wait_healthy
+from tests.queues.servers import (
+    Node,
+    ResilientDesk,
+    sign_in_agents,
+    start_node,
+    stop_nodes,
+    wait_healthy,
+)
 
 AGENTS = 50
 HANDOFFS = 1000
@@ -163,10 +173,12 @@ async def sign_in(nodes: list[Node]) -> list[Desk]:
     # Password hashing is slow on purpose (argon2); a few at a time keeps both nodes busy.
     limit = asyncio.Semaphore(4)
 
-    async def one(i: int, client: httpx.AsyncClient) -> Desk:
+    async def one(i: int) -> Desk:
         node = nodes[i % len(nodes)]
         name = f"agent{i:03d}"
-        async with limit:
+        # A client each: a shared cookie jar would send one agent's session with the next
+        # agent's sign-in, which ends it (a sign-in replaces the session it is sent with).
+        async with limit, httpx.AsyncClient(timeout=60, trust_env=False) as client:
             created = await client.post(
                 f"{node.url}/api/agents",
                 headers=auth,
@@ -186,11 +198,7 @@ async def sign_in(nodes: list[Node]) -> list[Desk]:
         assert cookie, login.headers
         return Desk(name, created.json()["id"], node.index, cookie)
 
-    # Each agent's cookie is read from its own sign-in response, not from the client's jar.
-    async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
-        desks = await asyncio.gather(*(one(i, client) for i in range(AGENTS)))
-        client.cookies.clear()
-    return list(desks)
+    return list(await asyncio.gather(*(one(i) for i in range(AGENTS))))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -355,6 +363,162 @@ async def test_two_nodes_hand_every_call_to_one_agent_once(pg_url: str, tmp_path
         for ws in sockets:
             with contextlib.suppress(Exception):
                 await ws.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stop_nodes(nodes)
+
+
+# -- one node killed mid-run -------------------------------------------------------------------
+
+KILL_AGENTS = 20
+KILL_HANDOFFS = 300
+KILL_AFTER = 100  # wrap-ups before node 1 is killed
+KILL_OFFER_TIMEOUT = 3.0  # an offer to a dead node's desktop moves on after this
+
+
+async def test_a_node_killed_mid_run_leaves_no_call_stuck(pg_url: str, tmp_path: Path) -> None:
+    """Node 1 is SIGKILLed while calls are being handled: its agents' desktops reconnect to
+    node 0, offers made to them while they were away expire and go to the next agent, a call
+    in progress on a dead desktop is finished after the reconnect, and every handoff ends
+    ``done``, accepted once. Handoff POSTs that find node 1 dead are sent to node 0 (as a
+    worker would), which is safe because a handoff id is queued once."""
+    nodes: list[Node] = []
+    desks: list[ResilientDesk] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for i in range(2):
+            for attempt in range(3):
+                node = start_node(
+                    i, pg_url, tmp_path / f"kill{attempt}", token=TOKEN,
+                    offer_timeout=KILL_OFFER_TIMEOUT, log_level="INFO",
+                )  # fmt: skip
+                try:
+                    await wait_healthy(node, STARTUP_TIMEOUT)
+                    nodes.append(node)
+                    break
+                except RuntimeError:
+                    if "address already in use" not in node.log_tail().lower() or attempt == 2:
+                        raise
+        agents = await sign_in_agents(
+            [n.url for n in nodes], KILL_AGENTS, token=TOKEN, password=PASSWORD, prefix="kill"
+        )
+        for i, (name, cookie) in enumerate(agents):
+            home, other = nodes[i % 2], nodes[(i + 1) % 2]
+            # Reconnecting after two offer timeouts, the dead node's agents miss offers made to
+            # them meanwhile: those must expire and go to someone else.
+            desks.append(
+                ResilientDesk(
+                    name,
+                    cookie,
+                    [home.ws_url, other.ws_url],
+                    reconnect_delay=2 * KILL_OFFER_TIMEOUT,
+                )
+            )
+        tasks = [asyncio.create_task(desk.run()) for desk in desks]
+        await asyncio.wait_for(asyncio.gather(*(d.ready.wait() for d in desks)), 60)
+
+        def wrapped() -> set[str]:
+            return {e for d in desks for e in d.wrapped}
+
+        packets = [make_packet("general") for _ in range(KILL_HANDOFFS)]
+        entry_ids: dict[str, str] = {}
+        rerouted = 0
+        limit = asyncio.Semaphore(20)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        killed_at: float | None = None
+        async with httpx.AsyncClient(timeout=30, headers=auth, trust_env=False) as client:
+
+            async def post(i: int) -> None:
+                nonlocal rerouted
+                body = packets[i].model_dump(mode="json")
+                async with limit:
+                    for turn in range(2):
+                        node = nodes[(i + turn) % 2]
+                        try:
+                            response = await client.post(f"{node.url}/api/handoffs", json=body)
+                        except httpx.TransportError:
+                            rerouted += 1  # node 1 is dead: the other node takes it
+                            continue
+                        assert response.status_code == 201, response.text
+                        entry_ids[packets[i].id] = response.json()["entry_id"]
+                        return
+                pytest.fail(f"handoff {i} was refused by both nodes")
+
+            async def kill_node_1() -> None:
+                nonlocal killed_at
+                await wait_until(
+                    lambda: len(wrapped()) >= KILL_AFTER,
+                    HANDLING_TIMEOUT,
+                    lambda: f"{KILL_AFTER} wrap-ups before the kill ({len(wrapped())})",
+                    nodes,
+                )
+                nodes[1].process.kill()  # SIGKILL: no shutdown, no desktop closed cleanly
+                nodes[1].process.wait()
+                killed_at = time.perf_counter()
+
+            killer = asyncio.create_task(kill_node_1())
+            await asyncio.gather(*(post(i) for i in range(KILL_HANDOFFS)), killer)
+            survivors = nodes[:1]
+            assert killed_at is not None
+            await wait_until(
+                lambda: set(entry_ids.values()) <= wrapped(),
+                HANDLING_TIMEOUT,
+                lambda: f"every call wrapped up ({len(wrapped())}/{KILL_HANDOFFS})",
+                survivors,
+            )
+            recovered = time.perf_counter() - killed_at
+            agents_view = (await client.get(f"{nodes[0].url}/api/agents")).json()
+
+        connection = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+
+            async def settled() -> bool:
+                statuses = dict(
+                    await connection.fetch("SELECT status, count(*) FROM queue_entries GROUP BY 1")
+                )
+                return statuses == {"done": KILL_HANDOFFS}
+
+            await wait_until(settled, 30, lambda: "every entry done in the database", survivors)
+            accepted = await connection.fetch(
+                "SELECT entry_id, count(*) AS n FROM offers WHERE outcome = 'accepted' GROUP BY 1"
+            )
+            outcomes = dict(
+                await connection.fetch("SELECT outcome, count(*) FROM offers GROUP BY 1")
+            )
+            queued = await connection.fetchval(
+                "SELECT count(DISTINCT handoff_id) FROM queue_entries"
+            )
+        finally:
+            await connection.close()
+        moved = [d for d in desks if d.urls[0] == nodes[1].ws_url]
+        resumed = [r for d in moved for r in d.resumed]
+        print(
+            f"\nnode 1 killed after {KILL_AFTER} wrap-ups; all {KILL_HANDOFFS} done "
+            f"{recovered:.1f} s later; offers by outcome {outcomes}; {rerouted} POSTs re-sent "
+            f"to node 0; {len(resumed)} calls resumed by reconnected desktops ({resumed})"
+        )
+        assert len(accepted) == KILL_HANDOFFS and {r["n"] for r in accepted} == {1}
+        assert queued == KILL_HANDOFFS
+        assert set(entry_ids) == {p.id for p in packets}
+        # node 1's agents came back on node 0 and took calls there
+        for desk in moved:
+            assert nodes[0].ws_url in desk.connections, desk.username
+        assert {a["state"] for a in agents_view} <= {"available", "away"}
+        for unhandled in ("Exception in ASGI application", "exception was never retrieved"):
+            assert unhandled not in nodes[0].log_path.read_text(errors="replace")
+    except BaseException:
+        for node in nodes:
+            print(node.log_tail())
+        for desk in desks:
+            print(
+                f"{desk.username}: ready {desk.ready.is_set()}, {len(desk.connections)} "
+                f"connections, errors {desk.errors[-3:]}, {len(desk.wrapped)} wrapped"
+            )
+        raise
+    finally:
+        for desk in desks:
+            desk.stopping = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

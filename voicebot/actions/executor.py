@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from voicebot.actions import signing
 from voicebot.engine.events import ActionCompleted
 from voicebot.flows import expressions as ex
 from voicebot.flows.schema import ActionDef
@@ -51,8 +53,15 @@ class ActionExecutor:
         default_timeout: float = 5.0,
         mocks: Mapping[str, Any] | None = None,
         offline: bool = False,
+        secret: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.actions = actions
+        # Webhooks are signed with the action's own secret (``secret_env``, looked up in
+        # ``env`` at call time so a rotated secret needs no reload) or this default one.
+        self.secret = secret
+        self.env = env if env is not None else {}
+        self._warned_unsigned = False
         # In conversation tests no webhook may reach the network: an HTTP action without a mock
         # fails (and is listed in `unmocked`) instead of being called.
         self.offline = offline
@@ -82,6 +91,8 @@ class ActionExecutor:
             default_timeout=self.default_timeout,
             mocks=mocks,
             offline=offline,
+            secret=self.secret,
+            env=self.env,
         )
         copy._own_client = False
         return copy
@@ -128,17 +139,33 @@ class ActionExecutor:
         headers = {k: ex.render(v, scope) for k, v in spec.headers.items()}
         body = ex.value(definition.body, scope) if definition.body is not None else args or None
         timeout = spec.timeout or self.default_timeout
-        request: dict[str, Any] = {"headers": headers, "timeout": timeout}
+        secret = self._secret(name, definition)
+        if secret is None and definition.secret_env:
+            return ActionCompleted(name, ok=False, error="signing secret not set")
+        # The body is serialised here, once, so the bytes signed are the bytes sent.
+        content = b""
+        target = httpx.URL(url)
         if spec.method in ("GET", "DELETE"):
-            request["params"] = {k: v for k, v in (body or {}).items() if v is not None}
+            params = {k: v for k, v in (body or {}).items() if v is not None}
+            target = httpx.URL(url, params=params) if params else target
         else:
-            request["json"] = body
+            content = json.dumps(
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str
+            ).encode()
+            headers = {**headers, "Content-Type": "application/json"}
         error = "failed"
         for attempt in range(spec.retries + 1):
             if attempt:
                 await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
+            sent = dict(headers)
+            if secret is not None:
+                # Signed per attempt: a retry carries a fresh timestamp, not a stale one.
+                signed = signing.signed_content(spec.method, content, target.query)
+                sent[signing.HEADER] = signing.sign(signed, secret)
             try:
-                response = await self.client.request(spec.method, url, **request)
+                response = await self.client.request(
+                    spec.method, target, headers=sent, content=content or None, timeout=timeout
+                )
             except httpx.TimeoutException:
                 error = "timeout"
                 continue
@@ -157,6 +184,23 @@ class ActionExecutor:
             except ValueError:
                 return ActionCompleted(name, ok=False, error="response is not JSON")
         return ActionCompleted(name, ok=False, error=error)
+
+    def _secret(self, name: str, definition: ActionDef) -> str | None:
+        if definition.secret_env:
+            value = self.env.get(definition.secret_env)
+            if not value:
+                logger.error(
+                    "webhook signing secret missing; not calling it",
+                    extra={"action": name, "variable": definition.secret_env},
+                )
+                return None
+            return value
+        if not self.secret and not self._warned_unsigned:
+            self._warned_unsigned = True
+            logger.warning(
+                "webhooks are sent unsigned: set VOICEBOT_WEBHOOK_SECRET", extra={"action": name}
+            )
+        return self.secret or None
 
     async def _python(
         self, name: str, definition: ActionDef, args: dict[str, Any], context: dict[str, Any]

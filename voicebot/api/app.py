@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import DBAPIError
 
 from voicebot import __version__
 from voicebot.api.call_legs import CallLegs
@@ -25,15 +27,20 @@ from voicebot.api.routes import (
     forecast,
     health,
     knowledge,
+    livekit_webhooks,
     phone,
+    privacy,
     reports,
     supervisor,
 )
 from voicebot.api.routes import metrics as metrics_routes
+from voicebot.api.security import SecurityMiddleware, declare_error_shapes
 from voicebot.config import Settings
 from voicebot.flows.schema import Queue
 from voicebot.knowledge.service import KnowledgeService, open_knowledge
+from voicebot.knowledge.store import KnowledgeUnavailable
 from voicebot.nlu.embedder import EmbeddingModelMissing
+from voicebot.store.db import is_unavailable
 
 logger = logging.getLogger("voicebot.api")
 
@@ -109,10 +116,42 @@ def create_app(
     app.include_router(calls.router)
     app.include_router(supervisor.router)
     app.include_router(metrics_routes.router)
+    app.include_router(privacy.router)
+    app.include_router(livekit_webhooks.router)
     phone.mount_static(app)
     desktop.mount_static(app)
     supervisor.mount_static(app)
+    app.add_middleware(SecurityMiddleware, settings=settings)
+    declare_error_shapes(app)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
+    app.add_exception_handler(KnowledgeUnavailable, _knowledge_unavailable)
     return app
+
+
+async def _knowledge_unavailable(request: Request, exc: Exception) -> Response:
+    """The Chroma server is down: the knowledge endpoints say so, and may be retried."""
+    logger.warning("knowledge store unavailable", extra={"detail": str(exc)})
+    return JSONResponse(
+        {"detail": f"the knowledge base is unavailable: {exc}"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A database that is down or restarting is a 503 the client may retry, not a 500."""
+    if is_unavailable(exc):
+        logger.warning(
+            "database unavailable", extra={"detail": f"{request.url.path}: {type(exc).__name__}"}
+        )
+        return JSONResponse(
+            {"detail": "the database is unavailable right now; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    logger.error("request failed", exc_info=exc, extra={"detail": request.url.path})
+    return PlainTextResponse("Internal Server Error", status_code=500)
 
 
 async def _open_queues(
@@ -131,7 +170,9 @@ async def _open_queues(
     from voicebot.queues.service import QueueService
     from voicebot.queues.sink import QueueHandoffSink
     from voicebot.store.db import DatabaseUnavailable, open_database
+    from voicebot.store.encryption import configure_from
 
+    configure_from(settings)  # a malformed key stops start-up with its message
     try:
         db = await open_database(settings.resolved_database_url)
     except DatabaseUnavailable as exc:
@@ -168,14 +209,15 @@ async def _open_queues(
     app.state.hub = DesktopHub(service)
     app.state.supervisor_hub = SupervisorHub(service, tz=_bot_zone(runtime))
     bus.subscribe(app.state.legs.on_event)
+    # The spool also keeps handoffs POSTed while the database is down (without a bot too).
+    sink = QueueHandoffSink(
+        service, settings.data_dir / "handoff-spool.jsonl", audio_node=service.node_id
+    )
+    app.state.sink = sink
     if runtime is not None:
-        sink = QueueHandoffSink(
-            service, settings.data_dir / "handoff-spool.jsonl", audio_node=service.node_id
-        )
-        app.state.sink = sink
         runtime.handoffs = sink
         runtime.queue_stats = service.flow_stats
-        await sink.replay()
+    await sink.replay()
     logger.info(
         "queues ready",
         extra={"detail": f"{db.describe()}; events: {bus.describe()}; node {service.node_id}"},
@@ -186,6 +228,13 @@ async def _open_queues(
         settings.bot_dir,
         db,
         bot=runtime.loaded.definition if runtime is not None else None,
+        recordings_dir=settings.resolved_recordings_dir,
+    )
+    from voicebot.privacy.erasure import start_purger
+
+    app.state.purger = start_purger(
+        db,
+        runtime.loaded.definition if runtime is not None else None,
         recordings_dir=settings.resolved_recordings_dir,
     )
 
@@ -202,6 +251,8 @@ def _bot_zone(runtime: Any) -> Any:
 
 
 async def _close_queues(app: FastAPI) -> None:
+    if getattr(app.state, "purger", None) is not None:
+        await app.state.purger.aclose()
     if getattr(app.state, "reviewer", None) is not None:
         await app.state.reviewer.aclose()
     if app.state.supervisor_hub is not None:

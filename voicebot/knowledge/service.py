@@ -14,7 +14,11 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from voicebot.config import Settings
 from voicebot.engine.events import KnowledgeAnswered
@@ -36,7 +40,12 @@ from voicebot.knowledge.ingest import (
     ingest_file,
 )
 from voicebot.knowledge.retriever import HybridRetriever, Passage
-from voicebot.knowledge.store import DocumentInfo, KnowledgeStore, chroma_client
+from voicebot.knowledge.store import (
+    DocumentInfo,
+    KnowledgeStore,
+    KnowledgeUnavailable,
+    chroma_client,
+)
 
 __all__ = ["DEFAULT_K", "KnowledgeService", "valid_document_name"]
 
@@ -108,7 +117,20 @@ class KnowledgeService:
         tags: tuple[str, ...] | list[str] = (),
         today: dt.date | None = None,
     ) -> list[Passage]:
-        return self.retriever.search(question, k=k, tags=tuple(tags), today=today)
+        with self._reachable():
+            return self.retriever.search(question, k=k, tags=tuple(tags), today=today)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A Chroma server that went away is :class:`KnowledgeUnavailable` (the API's 503, a
+        call's "no answer"), not whatever its HTTP client raised."""
+        try:
+            yield
+        except (httpx.TransportError, ConnectionError) as exc:
+            where = self.settings.chroma_url or "the embedded store"
+            raise KnowledgeUnavailable(
+                f"The Chroma server at {where} is not reachable ({exc or type(exc).__name__})."
+            ) from exc
 
     def answer_now(
         self,
@@ -159,7 +181,8 @@ class KnowledgeService:
     # -- documents -------------------------------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:
-        return list(self.store.manifest().values())
+        with self._reachable():
+            return list(self.store.manifest().values())
 
     def ingest(
         self,
@@ -169,7 +192,7 @@ class KnowledgeService:
         progress: IngestProgress | None = None,
     ) -> IngestReport:
         """Make the index mirror ``directory`` (default: the bot's knowledge/)."""
-        with self._writing:
+        with self._writing, self._reachable():
             return self._ingest(directory, rebuild=rebuild, progress=progress)
 
     def _ingest(
@@ -195,7 +218,7 @@ class KnowledgeService:
         The upload is checked before it replaces anything: a broken file is refused and the
         existing document of that name, if any, stays on disk and in the index.
         """
-        with self._writing:
+        with self._writing, self._reachable():
             return self._add_document(valid_document_name(name), data)
 
     def _add_document(self, name: str, data: bytes) -> FileOutcome:
@@ -237,7 +260,7 @@ class KnowledgeService:
 
     def delete_document(self, name: str) -> bool:
         """Remove a document from the index and from the knowledge directory."""
-        with self._writing:
+        with self._writing, self._reachable():
             return self._delete_document(name)
 
     def _delete_document(self, name: str) -> bool:

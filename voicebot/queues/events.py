@@ -95,8 +95,8 @@ class PostgresBus(_Handlers):
 
     async def _keep_listening(self) -> None:
         while not self._closed:
-            await asyncio.sleep(2)
-            if self._listener is not None and not self._listener.is_closed():
+            await asyncio.sleep(0.5)
+            if self._listening():
                 continue
             try:
                 await self._listen()
@@ -116,6 +116,10 @@ class PostgresBus(_Handlers):
         import asyncpg
 
         payload = json.dumps(event, separators=(",", ":"))
+        if not self._listening():
+            # This node would not hear its own NOTIFY (the database restarted and the listener
+            # is not back yet): its desktops get the event from here.
+            asyncio.get_running_loop().call_soon(self._dispatch, dict(event))
         async with self._send_lock:
             for attempt in range(2):
                 try:
@@ -127,6 +131,9 @@ class PostgresBus(_Handlers):
                     self._sender = None
                     if attempt:
                         logger.warning("event not sent", extra={"detail": str(exc)})
+
+    def _listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -178,7 +185,13 @@ class RedisBus(_Handlers):
         try:
             await self._client.publish(CHANNEL, json.dumps(event, separators=(",", ":")))
         except Exception as exc:
-            logger.warning("event not sent", extra={"detail": str(exc)})
+            # Redis is away: this node's own desktops still get the event (an offer made here
+            # reaches the agent connected here); other nodes miss it until Redis is back, and
+            # their once-a-second sweep re-reads what they act on.
+            logger.warning(
+                "event not sent to Redis; delivered on this node only", extra={"detail": str(exc)}
+            )
+            asyncio.get_running_loop().call_soon(self._dispatch, dict(event))
 
     async def aclose(self) -> None:
         if self._reader is not None:

@@ -47,7 +47,7 @@ from voicebot.queues.terms import (
     priority_score,
     utcnow,
 )
-from voicebot.store.db import Database
+from voicebot.store.db import Database, is_unavailable
 from voicebot.store.models import (
     Agent,
     AgentStateChange,
@@ -139,9 +139,16 @@ class QueueService(CallRecords, QueueFigures):
                 await self.dispatch()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # The database may be briefly unreachable; the next round tries again.
-                logger.exception("queue dispatch failed; retrying")
+            except Exception as exc:
+                # The database may be briefly unreachable (restarting, failing over): expected,
+                # and said without a traceback; the next round tries again.
+                if is_unavailable(exc):
+                    logger.warning(
+                        "queue dispatch paused: the database is unavailable; retrying",
+                        extra={"detail": type(exc).__name__},
+                    )
+                else:
+                    logger.exception("queue dispatch failed; retrying")
                 await asyncio.sleep(1.0)
 
     # -- calls join the queue ------------------------------------------------------------------

@@ -46,13 +46,18 @@ class QueueHandoffSink:
                 timeout=self.timeout,
             )
         except Exception as exc:
-            logger.error(
-                "queue write failed; the handoff is spooled and will be retried",
-                extra={"handoff_id": packet.id, "detail": str(exc)},
-            )
-            async with self._lock:
-                await asyncio.to_thread(self._append, packet.model_dump_json())
-            self._start_retry()
+            await self.keep(packet, str(exc) or type(exc).__name__)
+
+    async def keep(self, packet: HandoffPacket, reason: str) -> None:
+        """Keep ``packet`` in the spool file and retry it in the background until it is queued
+        (the API's POST /api/handoffs uses this too while the database is down)."""
+        logger.error(
+            "queue write failed; the handoff is spooled and will be retried",
+            extra={"handoff_id": packet.id, "detail": reason},
+        )
+        async with self._lock:
+            await asyncio.to_thread(self._append, packet.model_dump_json())
+        self._start_retry()
 
     def _append(self, line: str) -> None:
         self.spool.parent.mkdir(parents=True, exist_ok=True)

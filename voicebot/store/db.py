@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -164,6 +164,39 @@ def _sqlite_begin(connection: Any) -> None:
     # deferred BEGIN never takes it, so reads are not queued behind writes.
     writer = connection.get_execution_options().get("voicebot_writer", False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (down, restarting, a
+    dropped connection), as opposed to a query that is wrong: worth a 503 and a retry."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (OSError, TimeoutError, OperationalError, InterfaceError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        module = type(current).__module__
+        if module.startswith("asyncpg") and type(current).__name__ in _ASYNCPG_UNAVAILABLE:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
+# asyncpg's errors for a server that is down, starting or stopping, or a lost connection.
+_ASYNCPG_UNAVAILABLE = frozenset(
+    {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "InterfaceError",
+        "PostgresConnectionError",
+        "TooManyConnectionsError",
+    }
+)
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -30,6 +31,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from voicebot.flows.schema import ScriptedReply
 
 HANG_SECONDS = 120.0
+# Failures of the wire rather than of the reply (tests/faults): queued with ``ScriptedModel.fault``.
+FAULTS = ("slow", "reset", "garbage")
+
+
+class ConnectionDropped(Exception):
+    """Raised inside a streamed reply so that uvicorn drops the connection mid-body."""
 
 
 @dataclass
@@ -68,6 +75,11 @@ class ScriptedModel:
     # opens it from the brain's speak callback, proving the sentence went out mid-stream.
     gate: threading.Event | None = None
     gate_opened_in_time: bool | None = None
+    # Queued failures, each taken by the next request before any scripted reply: ``slow``
+    # answers after ``slow_seconds`` (beyond the brain's timeout), ``reset`` drops the
+    # connection after the first words, ``garbage`` streams chunks that are not JSON.
+    faults: deque[str] = field(default_factory=deque)
+    slow_seconds: float = 30.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, replies: Iterable[ScriptedReply | dict[str, Any]]) -> None:
@@ -77,11 +89,28 @@ class ScriptedModel:
                     reply if isinstance(reply, ScriptedReply) else ScriptedReply(**reply)
                 )
 
+    def fault(self, *kinds: str) -> None:
+        """Queue wire failures for the next requests (one each), ahead of the replies."""
+        unknown = [kind for kind in kinds if kind not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault {unknown[0]!r}: use one of {', '.join(FAULTS)}")
+        with self._lock:
+            self.faults.extend(kinds)
+
     def reset(self) -> None:
         with self._lock:
             self.replies.clear()
             self.requests.clear()
+            self.faults.clear()
             self.unscripted = 0
+
+    def take_fault(self, body: dict[str, Any]) -> str | None:
+        """The next queued fault (the request is recorded), or None: then ``take`` a reply."""
+        with self._lock:
+            if not self.faults:
+                return None
+            self.requests.append(RecordedRequest(body))
+            return self.faults.popleft()
 
     def take(self, body: dict[str, Any]) -> ScriptedReply | None:
         with self._lock:
@@ -166,6 +195,23 @@ async def _hang() -> AsyncIterator[bytes]:
     yield b""
 
 
+async def _faulty(kind: str, model: str, script: ScriptedModel) -> AsyncIterator[bytes]:
+    cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+    if kind == "slow":
+        await asyncio.sleep(script.slow_seconds)
+        yield _chunk(cid, model, {"role": "assistant", "content": "Sorry, I was slow."}, "stop")
+        yield b"data: [DONE]\n\n"
+        return
+    yield _chunk(cid, model, {"role": "assistant", "content": ""})
+    yield _chunk(cid, model, {"content": "Let me just "})
+    if kind == "reset":
+        raise ConnectionDropped("scripted connection reset mid-stream")
+    # garbage: server-sent events whose data is not JSON, then a truncated object.
+    yield b"data: {not json at all\n\n"
+    yield b'data: {"id": "x", "choices": [{"delta": {"content": "trun\n\n'
+    yield b"data: [DONE]\n\n"
+
+
 def _message(reply: ScriptedReply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.say}
     if reply.calls:
@@ -199,6 +245,10 @@ def create_app(script: ScriptedModel) -> FastAPI:
             body = await request.json()
         except ValueError:
             return JSONResponse({"error": {"message": "body is not JSON"}}, status_code=400)
+        fault = script.take_fault(body)
+        if fault is not None:
+            model = str(body.get("model") or "scripted")
+            return StreamingResponse(_faulty(fault, model, script), media_type="text/event-stream")
         reply = script.take(body)
         if reply is None:
             return JSONResponse(
@@ -234,6 +284,15 @@ def create_app(script: ScriptedModel) -> FastAPI:
         )
 
     return app
+
+
+class _QuietDrops(logging.Filter):
+    # A dropped connection is the point of the ``reset`` fault, not a server error to print.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
 class ScriptedModelServer:

@@ -26,15 +26,17 @@ from livekit.agents.types import NOT_GIVEN
 
 from voicebot.brain.base import Speaker
 from voicebot.brain.llm import prompt
-from voicebot.brain.llm.speech import SentenceStream, cited, speakable
+from voicebot.brain.llm.speech import SentenceStream, cited
 from voicebot.brain.llm.tools import (
     BadArguments,
     Refusal,
     Tool,
     Toolbox,
     check_action_args,
+    heard_digits,
     parse_arguments,
     read_slots,
+    unknown_arguments,
 )
 from voicebot.brain.offline import OfflineBrain
 from voicebot.engine.context import bot_timezone, is_open
@@ -263,6 +265,12 @@ class LlmBrain:
             done = await self._complete(ctx, tuple(offered.values()), stream)
             stream.close()
             if searched:
+                # The answer round offers no tools: a call here is what an injected passage
+                # would ask for, and is refused like any tool that was not offered.
+                for function_call in done.calls:
+                    self._refuse(
+                        call, Refusal(function_call.name, "not offered at this point"), now
+                    )
                 grounded, sources = self._cite(stream, passages_given)
                 if not grounded:
                     result = await self._extract(result, question, call, now, say)
@@ -277,10 +285,16 @@ class LlmBrain:
                     )
                     continue
                 args = self._arguments(function_call)
+                for name in unknown_arguments(tool, args):
+                    # e.g. transfer_to_agent with a queue or priority: the flows choose those.
+                    self._refuse(call, Refusal(f"{tool.name}.{name}", "not an argument"), now)
+                    args.pop(name)
                 if tool.kind == "knowledge":
                     follow = (function_call, str(args.get("query") or ""))
                     continue
-                result = self._apply(result, tool, args, function_call, expect, call, now)
+                result = self._apply(
+                    result, tool, args, function_call, expect, call, now, caller_text
+                )
             if follow is None or result.flow or result.request:
                 break
             function_call, question = follow
@@ -294,7 +308,7 @@ class LlmBrain:
                 llm.FunctionCallOutput(
                     call_id=function_call.call_id,
                     name=function_call.name,
-                    output=prompt.tool_output(_passages_text(passages_given), call),
+                    output=prompt.tool_output(prompt.passages(passages_given), call),
                     is_error=False,
                 )
             )
@@ -319,6 +333,7 @@ class LlmBrain:
         expect: Expectation,
         call: CallState,
         now: dt.datetime,
+        caller_text: str = "",
     ) -> Interpretation:
         if tool.kind == "flow":
             flow = self.bot.flows[tool.target or ""]
@@ -331,9 +346,10 @@ class LlmBrain:
         if tool.kind == "intent":
             return replace(result, intent=tool.target, confidence=MODEL_CONFIDENCE)
         if tool.kind == "fill":
-            parsed, refused = read_slots(tool, args, now=now.replace(tzinfo=None))
-            for name in refused:
-                self._refuse(call, Refusal(f"{tool.name}.{name}", "not a slot asked for here"), now)
+            heard = heard_digits(_caller_turns(call, caller_text), call.language)
+            parsed, refused = read_slots(tool, args, now=now.replace(tzinfo=None), heard=heard)
+            for name, why in refused:
+                self._refuse(call, Refusal(f"{tool.name}.{name}", why), now)
             current = parsed.pop(expect.slot_name or "", None)
             extra = {name: p.value for name, p in parsed.items() if p.ok}
             return replace(result, slot=current or result.slot, extra_slots=extra)
@@ -352,8 +368,9 @@ class LlmBrain:
         # An llm step's action: checked against its declared parameters before it may run.
         definition = self.bot.actions[tool.target or ""]
         try:
-            checked = check_action_args(definition, args)
+            checked = check_action_args(definition, args, slots=call.slots)
         except BadArguments as exc:
+            self._refuse(call, Refusal(tool.name, str(exc)), now)
             raise ModelFailed(f"tool {tool.name}: {exc}") from None
         self._memory(call).pending = function_call_item(function_call)
         return replace(result, request=ModelRequest("action", action=tool.target, args=checked))
@@ -505,12 +522,14 @@ def _drop(_: str) -> None:
     pass
 
 
-def _passages_text(passages: list[Any]) -> str:
-    parts = []
-    for i, p in enumerate(passages, start=1):
-        where = f"{p.title} — {p.heading}" if p.heading else p.title
-        parts.append(f"[{i}] (id {p.id}) {where}\n{speakable(p.text)}")
-    return "\n\n".join(parts)
+def _caller_turns(call: CallState, text: str) -> list[str]:
+    """What the caller said or keyed recently, this turn included (masked where sensitive)."""
+    lines = [
+        line.text
+        for line in call.transcript[-prompt.HISTORY_LINES :]
+        if line.role in ("caller", "keypad")
+    ]
+    return [*lines, text] if text else lines
 
 
 def _outcome_text(outcome: ActionOutcome) -> Mapping[str, Any] | str:
