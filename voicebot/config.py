@@ -259,8 +259,8 @@ class Settings(BaseSettings):
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Extra origins (https://desk.example.com) allowed to open desktop "
-        "WebSockets; the API's own origin always is.",
+        description="Extra origins (https://desk.example.com) allowed to open the pages' "
+        "WebSockets and to write with a session cookie; the API's own origin always is.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.browser import (
     PCM_RATE,
@@ -38,6 +39,7 @@ from tests.browser import (
     serve,
     to_pcm16,
 )
+from voicebot.api.security import WS_MAX_BYTES
 
 pytestmark = [pytest.mark.timeout(180), needs_chromium]
 
@@ -175,7 +177,8 @@ async def test_the_websocket_survives_bad_input(server: Server) -> None:
         await ws.send("this is not json")
         await ws.send(json.dumps({"type": "teleport", "to": "mars"}))
         await ws.send(b"\x01\x02\x03")  # odd length: not 16-bit samples
-        await ws.send(bytes(1024 * 1024))  # a megabyte in one message
+        # Over the 1 s audio limit but under the socket's (WS_MAX_BYTES): answered, not fatal.
+        await ws.send(bytes(200 * 1024))
         seen = await events_until(ws, lambda events: len(errors(events)) >= 4, 15)
         problems = errors(seen)
         assert len(problems) == 4, f"{seen}{server.log()}"
@@ -196,6 +199,17 @@ async def test_the_websocket_survives_bad_input(server: Server) -> None:
             f"the key press went unanswered: {after}{server.log()}"
         )
         assert not any(kind in ("ended", "error") for kind in kinds), after
+
+    # A message over the socket's limit is refused before it is read into memory: that one
+    # socket closes with 1009 and a reason; the server goes on.
+    async with connect(server.ws_url, max_size=None) as ws:
+        ready = await next_event(ws, 10)
+        assert ready is not None and ready["type"] == "ready", ready
+        await ws.send(bytes(WS_MAX_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(100):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
 
     # A caller who vanishes mid-word: no hangup, no close handshake, just gone.
     speech, rate = await asyncio.to_thread(caller_speech, "I want to pay my bill")
