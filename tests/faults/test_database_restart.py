@@ -90,7 +90,7 @@ async def test_handoffs_during_a_database_restart_are_spooled_and_all_routed(
     try:
         await wait_healthy(node)
         agents = await sign_in_agents([node.url], AGENTS, token=TOKEN, password=PASSWORD)
-        desks = [ResilientDesk(name, cookie, [node.ws_url]) for name, cookie in agents]
+        desks = [ResilientDesk(name, cookie, [node.ws_url]) for name, cookie, _ in agents]
         tasks = [asyncio.create_task(desk.run()) for desk in desks]
         await asyncio.wait_for(asyncio.gather(*(d.ready.wait() for d in desks)), 60)
 

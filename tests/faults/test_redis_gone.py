@@ -151,7 +151,7 @@ async def test_a_node_keeps_serving_without_redis_and_reconnects(
         await wait_healthy(node)
         tasks.append(asyncio.create_task(listener.run(redis_server.url)))
         agents = await sign_in_agents([node.url], 2, token=TOKEN, password=PASSWORD)
-        desks = [ResilientDesk(name, cookie, [node.ws_url]) for name, cookie in agents]
+        desks = [ResilientDesk(name, cookie, [node.ws_url]) for name, cookie, _ in agents]
         tasks += [asyncio.create_task(desk.run()) for desk in desks]
         await asyncio.wait_for(asyncio.gather(*(d.ready.wait() for d in desks)), 60)
         auth = {"Authorization": f"Bearer {TOKEN}"}

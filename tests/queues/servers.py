@@ -307,13 +307,14 @@ class ResilientDesk:
 
 async def sign_in_agents(
     base_urls: list[str], count: int, *, token: str, password: str, prefix: str = "agent"
-) -> list[tuple[str, str]]:
-    """``count`` agents with the skill general, made and signed in on ``base_urls`` in turn;
-    returns (username, session cookie) pairs."""
+) -> list[tuple[str, str, int]]:
+    """``count`` agents with the skill general, made and signed in on ``base_urls`` in turn
+    (agent ``i`` on ``base_urls[i % len(base_urls)]``); returns (username, session cookie,
+    agent id) for each."""
     auth = {"Authorization": f"Bearer {token}"}
     limit = asyncio.Semaphore(4)  # argon2 is slow on purpose
 
-    async def one(i: int) -> tuple[str, str]:
+    async def one(i: int) -> tuple[str, str, int]:
         base = base_urls[i % len(base_urls)]
         name = f"{prefix}{i:03d}"
         # A client each: a shared cookie jar would send one agent's session with the next
@@ -336,6 +337,6 @@ async def sign_in_agents(
             assert login.status_code == 200, login.text
         cookie = login.cookies.get("voicebot_session")
         assert cookie, login.headers
-        return name, cookie
+        return name, cookie, created.json()["id"]
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))

@@ -169,36 +169,11 @@ class Desk:
 
 async def sign_in(nodes: list[Node]) -> list[Desk]:
     """AGENTS agents with the skill general, created and signed in on alternate nodes."""
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    # Password hashing is slow on purpose (argon2); a few at a time keeps both nodes busy.
-    limit = asyncio.Semaphore(4)
-
-    async def one(i: int) -> Desk:
-        node = nodes[i % len(nodes)]
-        name = f"agent{i:03d}"
-        # A client each: a shared cookie jar would send one agent's session with the next
-        # agent's sign-in, which ends it (a sign-in replaces the session it is sent with).
-        async with limit, httpx.AsyncClient(timeout=60, trust_env=False) as client:
-            created = await client.post(
-                f"{node.url}/api/agents",
-                headers=auth,
-                json={
-                    "username": name,
-                    "password": PASSWORD,
-                    "role": "agent",
-                    "skills": {"general": 5},
-                },
-            )
-            assert created.status_code == 201, created.text
-            login = await client.post(
-                f"{node.url}/api/auth/login", json={"username": name, "password": PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-        cookie = login.cookies.get("voicebot_session")
-        assert cookie, login.headers
-        return Desk(name, created.json()["id"], node.index, cookie)
-
-    return list(await asyncio.gather(*(one(i) for i in range(AGENTS))))
+    agents = await sign_in_agents([n.url for n in nodes], AGENTS, token=TOKEN, password=PASSWORD)
+    return [
+        Desk(name, agent_id, nodes[i % len(nodes)].index, cookie)
+        for i, (name, cookie, agent_id) in enumerate(agents)
+    ]
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -403,7 +378,7 @@ async def test_a_node_killed_mid_run_leaves_no_call_stuck(pg_url: str, tmp_path:
         agents = await sign_in_agents(
             [n.url for n in nodes], KILL_AGENTS, token=TOKEN, password=PASSWORD, prefix="kill"
         )
-        for i, (name, cookie) in enumerate(agents):
+        for i, (name, cookie, _) in enumerate(agents):
             home, other = nodes[i % 2], nodes[(i + 1) % 2]
             # Reconnecting after two offer timeouts, the dead node's agents miss offers made to
             # them meanwhile: those must expire and go to someone else.
