@@ -443,7 +443,22 @@ async def test_a_node_killed_mid_run_leaves_no_call_stuck(pg_url: str, tmp_path:
                 survivors,
             )
             recovered = time.perf_counter() - killed_at
-            agents_view = (await client.get(f"{nodes[0].url}/api/agents")).json()
+            # A desk counts a call wrapped when it sends the wrap-up; the server applies it a
+            # moment later. Half the 30 s timed wrap-up is plenty, and short of the timer
+            # finishing a wrap-up the server never received.
+            agents_view: list[dict[str, Any]] = []
+
+            async def agents_settled() -> bool:
+                nonlocal agents_view
+                agents_view = (await client.get(f"{nodes[0].url}/api/agents")).json()
+                return {a["state"] for a in agents_view} <= {"available", "away"}
+
+            await wait_until(
+                agents_settled,
+                15.0,
+                lambda: f"agents free after the last wrap-up: {[a['state'] for a in agents_view]}",
+                survivors,
+            )
 
         connection = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
