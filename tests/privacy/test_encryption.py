@@ -173,7 +173,7 @@ async def test_migration_keeps_packets_stored_as_json(tmp_path: Path) -> None:
         configure(K1)
         upgraded = await open_database(url)
         try:
-            assert await upgraded.current_revision() == "0003"
+            assert await upgraded.current_revision() == "0004"
             async with upgraded.session() as session:
                 handoff = await session.get(Handoff, "h1")
             assert handoff is not None and handoff.packet["caller"]["name"] == "Old Row"

@@ -27,7 +27,8 @@ class IntentInfo(BaseModel):
 
 
 class TranscriptLine(BaseModel):
-    role: Literal["caller", "bot", "keypad", "event"]
+    # "agent": a human agent's message in a chat after the handoff
+    role: Literal["caller", "bot", "keypad", "event", "agent"]
     text: str
     at: dt.datetime
     intent: str | None = None
@@ -47,6 +48,17 @@ class SentimentInfo(BaseModel):
     anger: float = 0.0
     score: float = 0.0
     trend: list[float] = Field(default_factory=list)
+
+
+class PastContact(BaseModel):
+    """One earlier contact of the same customer, on any channel, for the screen pop."""
+
+    call_id: str
+    at: dt.datetime
+    channel: str
+    intent: str | None = None
+    outcome: str | None = None
+    summary: str | None = None
 
 
 class CallbackRequest(BaseModel):
@@ -78,3 +90,8 @@ class HandoffPacket(BaseModel):
     step: str | None = None
     callback: CallbackRequest | None = None
     estimated_wait: float | None = None
+    # Where the conversation happens: phone, softphone, sip, chat, messaging (docs/channels.md)
+    channel: str | None = None
+    # The customer's identity across channels and their last contacts, newest first
+    customer_id: str | None = None
+    history: list[PastContact] = Field(default_factory=list)

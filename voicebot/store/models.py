@@ -80,6 +80,9 @@ class Call(Base):
     anger: Mapped[float | None] = mapped_column(Float)
     language: Mapped[str | None] = mapped_column(String(16))
     bot_ended_at: Mapped[dt.datetime | None]
+    # Who the contact was with, the same on every channel (voicebot/channels/identity.py):
+    # "tel:+441632960001", "email:ann@example.com" or "site:<the company's own id>".
+    customer_id: Mapped[str | None] = mapped_column(String(200), index=True)
 
 
 class Turn(Base):
@@ -131,6 +134,8 @@ class Agent(Base):
     idle_since: Mapped[dt.datetime | None]
     wrap_up_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
+    # Chats held at once besides one call; None: the deployment's default (VOICEBOT_MAX_CHATS).
+    max_chats: Mapped[int | None] = mapped_column(Integer)
 
 
 class AgentStateChange(Base):
@@ -153,6 +158,10 @@ class QueueEntry(Base):
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"))
     call_id: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="call")  # call | callback
+    # voice (phone, softphone, callback) or chat (web chat, messaging): an agent holds one
+    # voice contact and up to max_chats chats at once.
+    media: Mapped[str] = mapped_column(String(16), default="voice", server_default="voice")
+    language: Mapped[str | None] = mapped_column(String(16))
     queue: Mapped[str] = mapped_column(String(100))
     original_queue: Mapped[str] = mapped_column(String(100))
     skills: Mapped[list[str]] = mapped_column(default=list)
