@@ -250,6 +250,13 @@ class Settings(BaseSettings):
     wrap_up_seconds: float = Field(
         default=30.0, ge=0, le=3600, description="Timed wrap-up after a call ends (0: none)."
     )
+    max_chats: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Chats an agent holds at once besides one call, unless set per agent "
+        "(voicebot users update --max-chats); 0: no chats.",
+    )
     session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="How long an agent's sign-in lasts."
     )
@@ -267,6 +274,20 @@ class Settings(BaseSettings):
         description="Origins (https://crm.example.com) whose pages may call the API from the "
         "browser (CORS, without cookies: they send the API token). Default: none.",
     )
+    chat_origins: list[str] = Field(
+        default_factory=list,
+        description="Sites (https://www.example.com) that may embed the web chat widget: "
+        "/chat is framed only by them (CSP frame-ancestors; JSON list). Default: none, only "
+        "this server's own pages.",
+    )
+    chat_resume_seconds: float = Field(
+        default=120, ge=0, description="How long a web chat whose socket dropped is kept for "
+        "the widget to reconnect to it; then it ends (and leaves the queue).",
+    )
+    chat_max_conversations: int = Field(
+        default=500, ge=1, description="Web chats one server holds at once (bot and agent "
+        "parts); more are refused with a clear message.",
+    )
     encryption_keys: SecretStr | None = Field(
         default=None,
         description="Fernet keys that encrypt transcripts, handoff packets and reviews at rest, "
@@ -275,6 +296,35 @@ class Settings(BaseSettings):
     )
     anger_priority_threshold: float = Field(
         default=0.7, ge=0, le=1, description="Anger at or above this raises a call's priority."
+    )
+
+    # -- customer identity and the messaging gateway (docs/channels.md) --
+    chat_identity_secret: SecretStr | None = Field(
+        default=None,
+        description="Verifies the identity tokens a company site puts in the chat widget "
+        "(HMAC-SHA256): a chat with a valid token joins that customer's history. Unset: chats "
+        "are anonymous.",
+    )
+    chat_identity_max_age: float = Field(
+        default=24 * 3600, gt=0, description="Seconds an identity token is accepted after it "
+        "was signed.",
+    )
+    messaging_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared with the SMS/WhatsApp gateway: signs what voicebot sends it and "
+        "verifies what it posts to /api/messaging/inbound. Unset: the channel is off.",
+    )
+    messaging_url: str | None = Field(
+        default=None,
+        description="Where the bot's and agents' replies are POSTed (the gateway's outbound "
+        "endpoint). Unset: replies stay in the spool until it is set.",
+    )
+    messaging_idle_hours: float = Field(
+        default=24.0, gt=0, description="A messaging conversation idle this long ends; the "
+        "next message starts a new one.",
+    )
+    messaging_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds one POST to the gateway may take."
     )
 
     # -- LiveKit: the API mints the tokens with which agent desktops join phone callers' rooms.

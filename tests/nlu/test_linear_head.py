@@ -19,6 +19,7 @@ from voicebot.nlu.intents import (
     build_intent_classifier,
 )
 from voicebot.nlu.linear_head import LinearHead
+from voicebot.runtime.bot import intent_specs
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Settings().resolved_model_dir()
@@ -71,7 +72,9 @@ EMOTION = [
 def example_bot_intents() -> Mapping[str, IntentSpec]:
     settings = Settings(bot_dir=REPO)
     loaded = load_bot(REPO, env=settings.flow_env(), max_bytes=settings.max_flow_file_bytes)
-    return loaded.definition.intents
+    default = loaded.definition.bot.default_language
+    # the English classifier: the example bot's intents have examples per language
+    return intent_specs(loaded.definition.intents, default, default)
 
 
 @needs_model

@@ -72,9 +72,12 @@ ROWS: tuple[Row, ...] = (
     Row("GET", "/metrics", SUPERVISORS),
     # -- pages and their static files (public: they show the sign-in form)
     Row("GET", "/phone", PUBLIC),
+    Row("GET", "/chat", PUBLIC),
+    Row("GET", "/chat/widget.js", PUBLIC),
     Row("GET", "/desktop", PUBLIC),
     Row("GET", "/supervisor", PUBLIC),
     Row("MOUNT", "/phone/static", PUBLIC, url="/phone/static/phone.js"),
+    Row("MOUNT", "/chat/static", PUBLIC, url="/chat/static/chat.js"),
     Row("MOUNT", "/desktop/static", PUBLIC, url="/desktop/static/desktop.js"),
     Row("MOUNT", "/common/static", PUBLIC, url="/common/static/session.js"),
     Row("MOUNT", "/supervisor/static", PUBLIC, url="/supervisor/static/supervisor.js"),
@@ -96,6 +99,15 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/api/knowledge/ingest", (*TOKEN_WRITES, 200)),
     Row("GET", "/api/knowledge/search", PUBLIC, url="/api/knowledge/search?q=paper+bill"),
     Row("GET", "/api/knowledge/answer", PUBLIC, url="/api/knowledge/answer?q=paper+bill"),
+    # -- agent assist: the desktop's report of a suggestion drawn, and the latency figures
+    Row(
+        "POST",
+        "/api/assist/rendered",
+        (401, 404, 404, 404, 404, 404),
+        body=lambda _: {"line_id": "0123456789abcdef", "rendered_at": 1.0e12},
+        note="404: no suggestion with that line was sent to the caller's desktop",
+    ),
+    Row("GET", "/api/assist/latency", SUPERVISORS),
     # -- sign-in
     Row(
         "POST",
@@ -154,6 +166,15 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "POST",
+        "/api/desktop/chats/{entry_id}/messages",
+        (401, 404, 404, 404, 404, 403),
+        url="/api/desktop/chats/{mine_entry}/messages",
+        body=lambda who: {"text": f"hello from {who}"},
+        note="404: that entry is a call, not a chat; the token is no agent (403). Who may "
+        "write in which chat: tests/queues/test_chat_desktop.py",
+    ),
+    Row(
+        "POST",
         "/api/entries/{entry_id}/abandon",
         (401, 403, 403, 200, 200, 200),
         url="/api/entries/{spare_entry}/abandon",
@@ -200,6 +221,12 @@ ROWS: tuple[Row, ...] = (
         same("close 1011"),
         note="the public softphone (a caller needs no account); 1011: no bot loaded here",
     ),
+    Row(
+        "WS",
+        "/api/chat/ws",
+        same("close 1011"),
+        note="the public web chat (a customer needs no account); 1011: no bot loaded here",
+    ),
     Row("WS", "/api/desktop/ws", ("close 4401", "open", "open", "open", "open", "close 4401")),
     Row(
         "WS",
@@ -222,6 +249,20 @@ ROWS: tuple[Row, ...] = (
         note="erases a caller's data (a number with none here)",
     ),
     Row("POST", "/api/livekit/webhook", same(401), note="signed by LiveKit, not by a caller"),
+    Row(
+        "GET",
+        "/api/customers/{customer_id}/contacts",
+        (401, 200, 404, 200, 200, 200),
+        url="/api/customers/tel:+447700900123/contacts",
+        note="agent2: 404, no contact of that customer was offered to or held by them",
+    ),
+    Row(
+        "POST",
+        "/api/messaging/inbound",
+        same(401),
+        body=lambda _: {"id": "m1", "from": "+447700900123", "text": "hi"},
+        note="signed by the messaging gateway (VOICEBOT_MESSAGING_SECRET), not by a caller",
+    ),
 )
 
 

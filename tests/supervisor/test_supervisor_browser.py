@@ -453,7 +453,14 @@ def test_the_wallboard_tiles_show_the_boards_figures(server: BoardServer) -> Non
     with supervisor_page(server, device_scale_factor=2, viewport=viewport) as board:
         rest = server.api_json("GET", "/api/supervisor/wallboard")
         names = [q["name"] for q in rest["queues"]]
-        assert sorted(names) == ["billing", "care", "general", "sales", "technical"], names
+        assert sorted(names) == [
+            "billing",
+            "care",
+            "care_languages",
+            "general",
+            "sales",
+            "technical",
+        ], names
         shown = board.page.locator("#tiles [data-queue]").evaluate_all(
             "rows => rows.map(r => r.dataset.queue)"
         )
@@ -647,7 +654,7 @@ def test_the_api_and_the_socket_refuse_agents_and_strangers(server: BoardServer)
     assert close_code(url, "not-a-session") == (4401, [])
     with connect(url, additional_headers={"Cookie": f"{COOKIE}={supervisor}"}) as socket:
         first = json.loads(socket.recv(timeout=10))
-        assert first["type"] == "wallboard" and len(first["queues"]) == 5, first
+        assert first["type"] == "wallboard" and len(first["queues"]) == 6, first
         socket.send(json.dumps({"type": "ping"}))
         while (message := json.loads(socket.recv(timeout=10)))["type"] == "wallboard":
             pass

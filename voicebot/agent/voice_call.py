@@ -47,6 +47,7 @@ from voicebot.nlu.parsers.digits import digit_runs
 from voicebot.nlu.parsers.lang import ENGLISH, get_locale
 from voicebot.runtime.call import CallRuntime, LineSink, Reply
 from voicebot.speech.stack import SpeechStack
+from voicebot.speech.tts.languages import VoiceChoice
 
 logger = logging.getLogger("voicebot.call.audio")
 
@@ -176,7 +177,11 @@ class VoiceCall:
         self.on_listen: Callable[[bool], Awaitable[Any]] | None = None
         self.agent = VoiceAgent(self)
         settings = runtime.settings
-        self.plugins = plugins = speech.for_call()
+        # each reply is synthesised in the call's language at that moment: a caller who
+        # switches to Spanish hears the Spanish voice from the next line on
+        self.plugins = plugins = speech.for_call(
+            lambda: self.call.state.language, on_switch=self._voice_switched
+        )
         self.turn_detector = plugins.turn
         self._min_delay = settings.turn_min_delay
         self._max_delay = max(settings.turn_max_delay, settings.turn_min_delay)
@@ -407,6 +412,14 @@ class VoiceCall:
             return
         self._open_turn = TurnTiming(kind="silence", started=time.time(), committed_at=time.time())
         self.agent.caller_silent(listen.timeout)
+
+    def _voice_switched(self, choice: VoiceChoice) -> None:
+        language, voice = choice
+        logger.info(
+            "the call's voice follows its language",
+            extra={"call_id": self.call.state.call_id, "language": language, "voice": voice},
+        )
+        self._emit({"type": "voice", "language": language, "voice": voice})
 
     # -- session events -----------------------------------------------------------------------
 

@@ -104,6 +104,7 @@ async def build_wallboard(
                     select(QueueEntry.agent_id, QueueEntry.queue).where(
                         QueueEntry.status.in_(("connected", "wrap_up")),
                         QueueEntry.agent_id.is_not(None),
+                        QueueEntry.media == "voice",  # the call; chats run beside it
                     )
                 )
             ).all()

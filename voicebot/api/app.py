@@ -20,19 +20,23 @@ from voicebot import __version__
 from voicebot.api.call_legs import CallLegs
 from voicebot.api.metrics import AppMetrics
 from voicebot.api.routes import (
+    assist,
     auth,
     calls,
     contact_centre,
+    customers,
     desktop,
     forecast,
     health,
     knowledge,
     livekit_webhooks,
+    messaging,
     phone,
     privacy,
     reports,
     supervisor,
 )
+from voicebot.api.routes import chat as chat_routes
 from voicebot.api.routes import metrics as metrics_routes
 from voicebot.api.security import SecurityMiddleware, declare_error_shapes
 from voicebot.config import Settings
@@ -76,6 +80,8 @@ def create_app(
         try:
             yield
         finally:
+            if getattr(app.state, "chat_hub", None) is not None:
+                await app.state.chat_hub.aclose()
             for call in list(app.state.calls):
                 await call.aclose("server stopping")
             if app.state.speech is not None:
@@ -101,6 +107,7 @@ def create_app(
     app.state.db_error = "not opened yet"
     app.state.queues = None
     app.state.hub = None
+    app.state.assist = None
     app.state.supervisor_hub = None
     app.state.sink = None
     app.state.legs = CallLegs()
@@ -108,9 +115,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(knowledge.router)
     app.include_router(phone.router)
+    app.include_router(chat_routes.router)
     app.include_router(auth.router)
     app.include_router(contact_centre.router)
     app.include_router(desktop.router)
+    app.include_router(assist.router)
     app.include_router(forecast.router)
     app.include_router(reports.router)
     app.include_router(calls.router)
@@ -118,7 +127,10 @@ def create_app(
     app.include_router(metrics_routes.router)
     app.include_router(privacy.router)
     app.include_router(livekit_webhooks.router)
+    app.include_router(customers.router)
+    app.include_router(messaging.router)
     phone.mount_static(app)
+    chat_routes.mount_static(app)
     desktop.mount_static(app)
     supervisor.mount_static(app)
     app.add_middleware(SecurityMiddleware, settings=settings)
@@ -166,6 +178,8 @@ async def _open_queues(
     go to the built-in queues."""
     from voicebot.api.desktop_hub import DesktopHub
     from voicebot.api.supervisor_hub import SupervisorHub
+    from voicebot.assist.hub import start_assist
+    from voicebot.history.contacts import history_lookup
     from voicebot.queues.events import bus_for
     from voicebot.queues.service import QueueService
     from voicebot.queues.sink import QueueHandoffSink
@@ -193,6 +207,7 @@ async def _open_queues(
         default_queue=default_queue,
         offer_timeout=settings.offer_timeout,
         wrap_up_seconds=settings.wrap_up_seconds,
+        max_chats=settings.max_chats,
         anger_threshold=settings.anger_priority_threshold,
     )
     try:
@@ -207,6 +222,7 @@ async def _open_queues(
     app.state.db, app.state.db_error, app.state.queues = db, None, service
     app.state.metrics.attach(service)  # before the spool replays: its handoffs count too
     app.state.hub = DesktopHub(service)
+    app.state.assist = start_assist(settings, service, app.state.hub, app.state.knowledge)
     app.state.supervisor_hub = SupervisorHub(service, tz=_bot_zone(runtime))
     bus.subscribe(app.state.legs.on_event)
     # The spool also keeps handoffs POSTed while the database is down (without a bot too).
@@ -217,7 +233,9 @@ async def _open_queues(
     if runtime is not None:
         runtime.handoffs = sink
         runtime.queue_stats = service.flow_stats
+        runtime.history = history_lookup(db)
     await sink.replay()
+    app.state.messaging = await _start_messaging(settings, runtime, service)
     logger.info(
         "queues ready",
         extra={"detail": f"{db.describe()}; events: {bus.describe()}; node {service.node_id}"},
@@ -250,13 +268,28 @@ def _bot_zone(runtime: Any) -> Any:
         return zone(None)
 
 
+async def _start_messaging(settings: Settings, runtime: Any, service: Any) -> Any:
+    """The messaging gateway channel, when VOICEBOT_MESSAGING_SECRET is set (docs/channels.md)."""
+    if settings.messaging_secret is None:
+        return None
+    from voicebot.channels.messaging import MessagingChannel
+
+    channel = MessagingChannel(settings, runtime, service)
+    await channel.start()
+    return channel
+
+
 async def _close_queues(app: FastAPI) -> None:
+    if getattr(app.state, "messaging", None) is not None:
+        await app.state.messaging.aclose()
     if getattr(app.state, "purger", None) is not None:
         await app.state.purger.aclose()
     if getattr(app.state, "reviewer", None) is not None:
         await app.state.reviewer.aclose()
     if app.state.supervisor_hub is not None:
         await app.state.supervisor_hub.aclose()
+    if app.state.assist is not None:
+        await app.state.assist.aclose()
     if app.state.hub is not None:
         await app.state.hub.aclose()
     if app.state.sink is not None:

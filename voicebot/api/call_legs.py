@@ -41,6 +41,8 @@ class CallerLeg:
         # told when the agent's audio joins (True) or leaves (False); queue events for the entry
         self.on_agent: Callable[[str, bool], None] | None = None
         self.on_event: Callable[[Event], None] | None = None
+        # hears the caller while bridged: the live transcript for the agent (voicebot/assist)
+        self.listener: Callable[[bytes], None] | None = None
 
     def attach_agent(self, agent_id: int, to_agent: Callable[[bytes], None]) -> None:
         self.to_agent = to_agent
@@ -59,6 +61,8 @@ class CallerLeg:
     def caller_audio(self, pcm: bytes) -> None:
         if self.bridged and self.to_agent is not None:
             self.to_agent(pcm)
+            if self.listener is not None:
+                self.listener(pcm)
 
     def agent_audio(self, pcm: bytes) -> None:
         if self.bridged:

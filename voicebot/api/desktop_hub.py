@@ -7,6 +7,12 @@ connection has its own outbox and sender, so one slow browser never holds up ano
 One desktop per agent: a second tab (on any node) takes over, and the first is told so and
 closed with code 4001. When an agent's last desktop closes, the queue service moves an open
 offer on and flags a call in progress for supervisors.
+
+Chats: the queue's events about a chat (``media: "chat"``) reach the desktop as ``chat_*``
+messages, apart from the call's, so that a chat never disturbs the call on screen. The
+conversation's lines and typing (voicebot/channels/relay.py) carry only the call id: the hub
+knows which of its desktops holds which chat, and forwards them to that agent. What one
+desktop hears of its chats is sent in order (the pane opens before its next line arrives).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from fastapi import WebSocket
 from voicebot.access.audit import audit
 from voicebot.api.push import PushConnection
 from voicebot.queues.events import Event
+from voicebot.queues.routing import CHAT
 from voicebot.queues.service import QueueService, has_skills
 from voicebot.store.db import is_unavailable
 
@@ -70,6 +77,10 @@ class Desktop(PushConnection):
         self.connection_id = uuid.uuid4().hex
         self.replaced = False
         self.last_view: str | None = None  # the queue view last sent, to skip repeats
+        # Chat pushes one after the other: an assignment read from the database must not be
+        # overtaken by the line that followed it.
+        self.chat_order = asyncio.Lock()
+        self.chat_pending = 0  # pushes waiting for or holding chat_order
 
     @property
     def supervisor(self) -> bool:
@@ -80,6 +91,8 @@ class DesktopHub:
     def __init__(self, service: QueueService) -> None:
         self.service = service
         self.desktops: dict[int, Desktop] = {}
+        # The chats the agents signed in here hold: call id -> (entry id, agent id).
+        self.chats: dict[str, tuple[str, int]] = {}
         self._views_due = False
         self._views_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,8 +128,14 @@ class DesktopHub:
 
     # -- events --------------------------------------------------------------------------------
 
+    def hold_chat(self, call_id: str, entry_id: str, agent_id: int) -> None:
+        self.chats[call_id] = (entry_id, agent_id)
+
     def on_event(self, event: Event) -> None:
         kind = event.get("type")
+        if kind in ("chat_message", "chat_typing", "chat_closed"):
+            self._conversation_event(event)
+            return
         agent_id = event.get("agent_id")
         desktop = self.desktops.get(agent_id) if isinstance(agent_id, int) else None
         if kind == "queue_changed" or kind == "agent_state":
@@ -131,6 +150,8 @@ class DesktopHub:
         if kind == "desktop_opened" and event.get("connection_id") != desktop.connection_id:
             del self.desktops[desktop.agent_id]
             self._spawn(self._replace(desktop))
+        elif event.get("media") == CHAT or kind == "chat_done":
+            self._chat_event(desktop, event)
         elif kind == "offer":
             entry_id = str(event["entry_id"])
             self._spawn(self._pushed(lambda: self._send_assignment(desktop, "offer", entry_id)))
@@ -160,6 +181,119 @@ class DesktopHub:
         elif kind == "wrap_up":
             entry_id = str(event["entry_id"])
             self._spawn(self._pushed(lambda: self._send_wrap_up(desktop, entry_id)))
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    def _chat_event(self, desktop: Desktop, event: Event) -> None:
+        """A queue event about one of this agent's chats."""
+        kind = event.get("type")
+        entry_id = str(event.get("entry_id") or "")
+        message: dict[str, Any] | None = None
+        if kind == "offer":
+            self._in_order(desktop, lambda: self._send_chat(desktop, "chat_offer", entry_id))
+            return
+        if kind == "connected":
+            call_id = event.get("call_id")
+            if isinstance(call_id, str):
+                self.hold_chat(call_id, entry_id, desktop.agent_id)
+            self._in_order(desktop, lambda: self._send_chat(desktop, "chat_connected", entry_id))
+            return
+        if kind == "offer_withdrawn":
+            message = {
+                "type": "chat_withdrawn",
+                "entry_id": entry_id,
+                "reason": event.get("reason"),
+            }
+        elif kind in ("wrap_up", "caller_left"):
+            message = {
+                "type": "chat_wrap_up",
+                "entry_id": entry_id,
+                "wrap_up_until": event.get("wrap_up_until"),
+                "ended_by": "customer" if kind == "caller_left" else "agent",
+            }
+        elif kind == "chat_done":
+            for call_id, (held, _agent) in list(self.chats.items()):
+                if held == entry_id:
+                    del self.chats[call_id]
+            message = {"type": "chat_done", "entry_id": entry_id, "reason": event.get("reason")}
+        if message is not None:
+            self._send_in_order(desktop, message)
+
+    def _conversation_event(self, event: Event) -> None:
+        """A chat line, typing or the end of a chat: to the agent holding it, if here."""
+        held = self.chats.get(str(event.get("call_id")))
+        if held is None:
+            return
+        entry_id, agent_id = held
+        desktop = self.desktops.get(agent_id)
+        if desktop is None:
+            return
+        kind = event.get("type")
+        if kind == "chat_message":
+            message = {
+                "type": "chat_message",
+                "entry_id": entry_id,
+                "sender": event.get("sender"),
+                "text": event.get("text"),
+                "at": event.get("at"),
+                "agent_name": event.get("agent_name"),
+            }
+        elif kind == "chat_typing":
+            if event.get("sender") == "agent":
+                return  # the agent's own typing, echoed by the bus
+            message = {"type": "chat_typing", "entry_id": entry_id, "sender": event.get("sender")}
+        else:
+            message = {"type": "chat_closed", "entry_id": entry_id, "by": event.get("by")}
+        self._send_in_order(desktop, message)
+
+    def _in_order(self, desktop: Desktop, push: Any) -> None:
+        desktop.chat_pending += 1
+
+        async def ordered() -> None:
+            try:
+                async with desktop.chat_order:
+                    await self._pushed(push)
+            finally:
+                desktop.chat_pending -= 1
+
+        self._spawn(ordered())
+
+    def _send_in_order(self, desktop: Desktop, message: dict[str, Any]) -> None:
+        if desktop.chat_pending:
+            # An assignment is being read: this line goes after it.
+            async def send() -> None:
+                desktop.send(message)
+
+            self._in_order(desktop, send)
+        else:
+            desktop.send(message)
+
+    async def chat_assignment(self, entry_id: str, *, lines: bool) -> dict[str, Any] | None:
+        """A chat as its pane shows it: the screen pop, and the conversation once accepted."""
+        assignment = await self.service.assignment(entry_id)
+        if assignment is None:
+            return None
+        if lines:
+            assignment["lines"] = await self.service.chat_lines(assignment["call_id"])
+        return assignment
+
+    async def _send_chat(self, desktop: Desktop, kind: str, entry_id: str) -> None:
+        assignment = await self.chat_assignment(entry_id, lines=kind == "chat_connected")
+        if assignment is None:
+            return
+        message: dict[str, Any] = {"type": kind, "assignment": assignment}
+        if kind == "chat_offer":
+            message["expires_at"] = assignment["expires_at"]
+        desktop.send(message)
+        if kind == "chat_offer":
+            await audit(
+                self.service.db,
+                "view_packet",
+                actor=desktop.username or None,
+                actor_id=desktop.agent_id,
+                target=assignment["packet"].get("id"),
+                via="screen pop",
+            )
 
     async def _pushed(self, push: Any, attempts: int = 10) -> None:
         """Run ``push`` (a coroutine function), again while the database is unavailable: an

@@ -34,6 +34,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # their bundles from a CDN: their CSP allows exactly those scripts, by hash.
 _DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 _DOCS_CDN = "https://cdn.jsdelivr.net"
+# Pages another site may frame (the web chat widget's frame), within VOICEBOT_CHAT_ORIGINS.
+FRAMED_PATHS = frozenset({"/chat"})
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
 
 
@@ -73,8 +75,14 @@ def socket_origin_allowed(headers: Mapping[str, str], settings: Settings) -> boo
 
 
 def content_security_policy(
-    settings: Settings, *, docs: bool = False, docs_scripts: Iterable[str] = ()
+    settings: Settings,
+    *,
+    docs: bool = False,
+    docs_scripts: Iterable[str] = (),
+    frame_ancestors: Iterable[str] = (),
 ) -> str:
+    """The CSP. ``frame_ancestors``: who may frame the page (the chat page: the company's
+    sites in ``VOICEBOT_CHAT_ORIGINS``); by default nobody."""
     connect = ["'self'"]
     livekit = settings.resolved_livekit_browser_url
     if livekit:
@@ -105,7 +113,7 @@ def content_security_policy(
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            "frame-ancestors " + (" ".join(frame_ancestors) or "'none'"),
         ]
     )
 
@@ -130,6 +138,13 @@ class SecurityMiddleware:
         self.app = app
         self.settings = settings
         self.policy = content_security_policy(settings)
+        # The web chat page is framed by the company's site (the widget); every other page by
+        # nobody. Its own pages (a test page, a help centre on this host) may frame it too.
+        chat = settings.chat_origins
+        self.chat_policy = content_security_policy(
+            settings,
+            frame_ancestors=["'self'", *dict.fromkeys(filter(None, map(_origin_of, chat)))],
+        )
         self.cors = {_origin_of(o) for o in settings.cors_origins}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,9 +168,12 @@ class SecurityMiddleware:
             await self._docs_page(scope, receive, send, origin if cors_ok else None)
             return
 
+        framed = scope["path"] in FRAMED_PATHS
+        policy = self.chat_policy if framed else self.policy
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self._add_headers(message, self.policy, origin if cors_ok else None)
+                self._add_headers(message, policy, origin if cors_ok else None, framed=framed)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -181,11 +199,14 @@ class SecurityMiddleware:
             "server's own pages (or send 'Authorization: Bearer <VOICEBOT_API_TOKEN>')"
         )
 
-    def _add_headers(self, message: Message, policy: str, cors_origin: str | None) -> None:
+    def _add_headers(
+        self, message: Message, policy: str, cors_origin: str | None, *, framed: bool = False
+    ) -> None:
         out = MutableHeaders(scope=message)
         out.setdefault("content-security-policy", policy)
         out.setdefault("x-content-type-options", "nosniff")
-        out.setdefault("x-frame-options", "DENY")
+        if not framed:  # X-Frame-Options cannot name origins: CSP frame-ancestors does
+            out.setdefault("x-frame-options", "DENY")
         out.setdefault("referrer-policy", "same-origin")
         out.setdefault("cross-origin-opener-policy", "same-origin")
         out.setdefault("permissions-policy", "camera=(), geolocation=(), microphone=(self)")

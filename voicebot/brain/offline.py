@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from rapidfuzz import fuzz
@@ -21,6 +22,7 @@ from voicebot.engine.state import CallState
 from voicebot.flows.schema import Intent
 from voicebot.handoff.packet import HandoffPacket
 from voicebot.nlu.intents import Classification, normalise_utterance
+from voicebot.nlu.language import LanguageDecision, LanguageDetector
 from voicebot.nlu.parsers import parse_slot, spoken_digits
 from voicebot.nlu.sentiment import SentimentTracker
 
@@ -47,8 +49,14 @@ class OfflineBrain:
         *,
         intents: Mapping[str, Intent] | None = None,
         label: str = "offline",
+        classifiers: Mapping[str, Classifier] | None = None,
+        detector: LanguageDetector | None = None,
     ) -> None:
+        # `classifier` reads the default language; `classifiers` (a bot of several languages)
+        # each language with its own examples, chosen by the detector's reading of the turn.
         self.classifier = classifier
+        self.classifiers = dict(classifiers or {})
+        self.detector = detector
         self.intents = intents or {}
         self._label = label
         self._trackers: dict[str, SentimentTracker] = {}
@@ -60,6 +68,15 @@ class OfflineBrain:
     @property
     def uses_llm(self) -> bool:
         return False
+
+    def read_language(self, text: str, call: CallState) -> LanguageDecision | None:
+        """Which declared language this turn is in (None: a bot of one language)."""
+        if self.detector is None or not self.detector.multilingual:
+            return None
+        turns = sum(1 for line in call.transcript if line.role == "caller")
+        return self.detector.decide(
+            text, call.language, caller_turns=turns, chosen=call.language_chosen
+        )
 
     def feel(self, call: CallState, text: str) -> tuple[float, float]:
         """Update the call's sentiment with one caller turn: (anger, score)."""
@@ -88,11 +105,17 @@ class OfflineBrain:
     ) -> Interpretation:
         # Classification runs even inside a collect: global intent triggers ("agent") must work
         # on every turn. It is the only costly part, so it goes to a thread.
-        classification = await asyncio.to_thread(self.classifier.classify, text)
+        decision = None if expect.sensitive else self.read_language(text, call)
+        language = decision.language if decision is not None else call.language
+        classifier = self.classifiers.get(language, self.classifier)
+        classification = await asyncio.to_thread(classifier.classify, text)
         anger, score = self.feel(call, text)
         slot = None
         if expect.slot is not None:
-            slot = parse_slot(expect.slot, text, now=now.replace(tzinfo=None))
+            spec = expect.slot
+            if decision is not None and spec.language != language:
+                spec = replace(spec, language=language)
+            slot = parse_slot(spec, text, now=now.replace(tzinfo=None))
         option = match_option(text, expect.options) if expect.kind == "menu" else None
         return Interpretation(
             intent=classification.intent,
@@ -101,6 +124,8 @@ class OfflineBrain:
             sentiment=score,
             slot=slot,
             option=option,
+            language=decision.language if decision is not None else None,
+            language_request=decision.requested if decision is not None else False,
         )
 
     def keypad_sentiment(self, call: CallState) -> float:

@@ -255,7 +255,7 @@ def flows_schema(
 @nlu_app.command("classify")
 def nlu_classify(bot: BotOption = None) -> None:
     """Read utterances (one per line) on stdin; write one JSON object per line."""
-    from voicebot.runtime.bot import build_classifier
+    from voicebot.runtime.bot import build_classifier, intent_specs
 
     settings = settings_for(bot)
     setup_logging(settings, quiet=True)
@@ -268,7 +268,10 @@ def nlu_classify(bot: BotOption = None) -> None:
     except FlowError as exc:
         _print_issues(exc)
         raise typer.Exit(1) from None
-    classifier, _ = build_classifier(settings, loaded.definition.intents)
+    default = loaded.definition.bot.default_language
+    classifier, _ = build_classifier(
+        settings, intent_specs(loaded.definition.intents, default, default)
+    )
     for line in sys.stdin:
         text = line.rstrip("\n")
         if not text.strip():

@@ -18,6 +18,26 @@ db_app = typer.Typer(help="The database (calls, handoffs, queues, agents).", no_
 
 T = TypeVar("T")
 
+_MAX_CHATS_HELP = (
+    "Chats held at once besides one call (0-20, 0: no chats), or 'default' for VOICEBOT_MAX_CHATS."
+)
+
+
+def _parse_max_chats(value: str | None) -> tuple[bool, int | None]:
+    """(given, value): 'default' clears the agent's own figure."""
+    if value is None:
+        return False, None
+    if value.strip().lower() == "default":
+        return True, None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 20:
+        typer.echo(f"error: --max-chats takes 0-20 or 'default', got '{value}'", err=True)
+        raise typer.Exit(2)
+    return True, number
+
 
 def _with_db(bot: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     result: T = run_with_database(settings_for(bot), work)
@@ -45,6 +65,7 @@ def add(
         ),
     ] = "",
     display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    max_chats: Annotated[str | None, typer.Option("--max-chats", help=_MAX_CHATS_HELP)] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
@@ -59,10 +80,13 @@ def add(
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    chats_given, chats = _parse_max_chats(max_chats)
     password = _read_password(password_stdin)
 
     async def work(db: Any) -> None:
         await add_user(db, name, password, role=role, display_name=display_name, skills=parsed)
+        if chats_given:
+            await _change(db, name, {"max_chats": chats})
         await audit(db, "user_added", actor="cli", target=name, role=role)
 
     try:
@@ -72,6 +96,64 @@ def add(
         raise typer.Exit(2) from None
     described = ", ".join(f"{k}:{v}" for k, v in parsed.items()) or "no skills"
     typer.echo(f"added {role} '{name}' ({described})")
+
+
+async def _change(db: Any, name: str, fields: dict[str, Any]) -> None:
+    from sqlalchemy import select
+
+    from voicebot.access.users import UserError
+    from voicebot.store.models import Agent
+
+    async with db.transaction() as session:
+        agent = await session.scalar(select(Agent).where(Agent.username == name).with_for_update())
+        if agent is None:
+            raise UserError(f"no user '{name}'")
+        for key, value in fields.items():
+            setattr(agent, key, value)
+
+
+@users_app.command("update")
+def update(
+    name: Annotated[str, typer.Argument(help="The sign-in name.")],
+    skills: Annotated[
+        str | None,
+        typer.Option("--skills", help="Replace the skills: billing:7,general (5 if none)."),
+    ] = None,
+    display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+    max_chats: Annotated[str | None, typer.Option("--max-chats", help=_MAX_CHATS_HELP)] = None,
+    bot: BotOption = None,
+) -> None:
+    """Change a user's skills, display name or chat capacity (what is not given stays)."""
+    from voicebot.access.audit import audit
+    from voicebot.access.users import UserError, parse_skills
+
+    fields: dict[str, Any] = {}
+    try:
+        if skills is not None:
+            fields["skills"] = parse_skills(skills)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if display_name is not None:
+        fields["display_name"] = display_name
+    chats_given, chats = _parse_max_chats(max_chats)
+    if chats_given:
+        fields["max_chats"] = chats
+    if not fields:
+        typer.echo("error: nothing to change (--skills, --display-name, --max-chats)", err=True)
+        raise typer.Exit(2)
+
+    async def work(db: Any) -> None:
+        await _change(db, name, fields)
+        await audit(db, "user_changed", actor="cli", target=name, fields=sorted(fields))
+
+    try:
+        _with_db(bot, work)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    shown = {k: ("default" if v is None and k == "max_chats" else v) for k, v in fields.items()}
+    typer.echo(f"updated '{name}': " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items())))
 
 
 @users_app.command("passwd")
@@ -115,7 +197,10 @@ def list_users(bot: BotOption = None) -> None:
     for agent in agents:
         skills = ",".join(f"{k}:{v}" for k, v in agent.skills.items()) or "-"
         active = "" if agent.active else " (disabled)"
-        typer.echo(f"{agent.username:<20} {agent.role:<10} {agent.state:<10} {skills}{active}")
+        chats = "" if agent.max_chats is None else f" (max {agent.max_chats} chats)"
+        typer.echo(
+            f"{agent.username:<20} {agent.role:<10} {agent.state:<10} {skills}{chats}{active}"
+        )
 
 
 @db_app.command("upgrade")

@@ -806,6 +806,7 @@ class _History:
                 "handoff_id": entry.handoff["id"],
                 "call_id": call["id"],
                 "kind": entry.kind,
+                "media": "voice",  # the demo's history is calls (the column has a default)
                 "queue": entry.queue,
                 "original_queue": entry.original_queue,
                 "skills": entry.skills,
@@ -1030,6 +1031,8 @@ class _History:
             "anger": round(anger, 3),
             "language": "en-GB",
             "bot_ended_at": _utc(t),
+            # the identity a customer's contacts are kept under (voicebot/channels/identity.py)
+            "customer_id": f"tel:{number}" if number else None,
         }
         children = [("turns", r) for r in turn_rows] + [("call_events", e) for e in events]
         if not wants_handoff:
@@ -1135,6 +1138,9 @@ class _History:
                 else None
             ),
             "estimated_wait": None,
+            "channel": call["channel"],
+            "customer_id": call["customer_id"],
+            "history": [],
         }
         if self.validate:
             packet = HandoffPacket.model_validate(packet).model_dump(mode="json")

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from voicebot.engine.state import CallState
-from voicebot.flows.schema import BotSettings, Hours, parse_days
+from voicebot.flows.schema import BotSettings, Hours, Text, parse_days
 
 
 def bot_timezone(bot: BotSettings) -> ZoneInfo:
@@ -40,6 +40,18 @@ def is_open(hours: Hours | None, now: dt.datetime) -> bool:
     return False
 
 
+def greeting_for(bot: BotSettings, state: CallState) -> Text:
+    """``bot.returning_greeting`` for a customer whose last contact is recent enough, else
+    ``bot.greeting``."""
+    last = state.history[0] if state.history else None
+    if bot.returning_greeting is None or last is None:
+        return bot.greeting
+    days = last.get("days_ago")
+    if isinstance(days, int) and days <= bot.returning_within_days:
+        return bot.returning_greeting
+    return bot.greeting
+
+
 def _minutes(hhmm: str) -> int:
     hours, _, minutes = hhmm.partition(":")
     return int(hours) * 60 + int(minutes)
@@ -63,6 +75,9 @@ def expression_context(
         "vip": state.caller.vip,
         **state.caller.attributes,
         "attributes": state.caller.attributes,
+        # one customer history (docs/channels.md): after the attributes, which cannot hide it
+        "history": state.history,
+        "last_contact": state.history[0] if state.history else None,
     }
     queue_stats = {
         name: {"waiting": 0, "agents_available": None, "estimated_wait": None}
@@ -80,4 +95,5 @@ def expression_context(
         "hours": {"open": is_open(bot.hours, now)},
         "attempts": attempts,
         "args": args or {},
+        "language": state.language,
     }

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+from voicebot.engine.context import greeting_for
 from voicebot.engine.events import (
     ActionCompleted,
     BotAction,
@@ -30,6 +31,7 @@ from voicebot.engine.events import (
     Silence,
 )
 from voicebot.engine.flow_control import TRIGGER_SCOPE
+from voicebot.engine.languages import language_changed_line
 from voicebot.engine.state import CallState, StepAddress
 from voicebot.engine.steps import (
     DEFAULT_NO_INPUT,
@@ -39,6 +41,7 @@ from voicebot.engine.steps import (
     StepRunner,
     card_stage,
     collect_expectation,
+    in_language,
     llm_expectation,
     menu_expectation,
 )
@@ -96,9 +99,24 @@ class DialogueEngine:
         return next(iter(self.bot.queues), "general")
 
     def new_call(
-        self, *, caller: CallerInfo | None = None, call_id: str | None = None
+        self,
+        *,
+        caller: CallerInfo | None = None,
+        call_id: str | None = None,
+        language: str | None = None,
     ) -> CallState:
-        state = CallState(caller=caller or CallerInfo(), language=self.bot.bot.language)
+        """A new call, in the bot's default language or in ``language`` (one it declares:
+        anything else is a ValueError, never a call in a language the flows lack)."""
+        languages = self.bot.bot.spoken_languages
+        if language is not None and language not in languages:
+            raise ValueError(
+                f"language '{language}' is not one of the bot's ({', '.join(languages)})"
+            )
+        state = CallState(
+            caller=caller or CallerInfo(),
+            language=language or self.bot.bot.language,
+            language_chosen=language is not None,
+        )
         if call_id:
             state.call_id = call_id
         return state
@@ -109,9 +127,9 @@ class DialogueEngine:
         if waiting is None or state.ended:
             return Expectation("none")
         if waiting.kind in ("confirm", "callback_offer", "llm_confirm"):
-            return YES_NO
+            return in_language(YES_NO, state.language)  # "sí" is a yes on a Spanish call
         if waiting.kind == "callback_number":
-            return PHONE
+            return in_language(PHONE, state.language)
         if waiting.kind == "open" or waiting.address is None:
             return Expectation("open")
         step = _Turn(self, state, self.clock()).resolve(waiting.address)
@@ -167,7 +185,7 @@ class _Turn(StepRunner):
             self.model_answered(event.understood)
 
     def start_call_flow(self) -> None:
-        self.say(self.bot.bot.greeting, prompt=True)
+        self.say(greeting_for(self.bot.bot, self.state), prompt=True)
         if self.bot.bot.start:
             self.run_from(self.enter_flow(self.bot.bot.start, replace=True))
         else:
@@ -183,6 +201,13 @@ class _Turn(StepRunner):
         # Words said at a card prompt are kept as nothing at all: they may be the card.
         said = "****" if card else event.text
         state.record("caller", said, self.now, intent=understood.intent, sensitive=sensitive)
+        if understood.language is not None and not card:
+            changed = self.set_language(understood.language, chosen=understood.language_request)
+            if understood.language_request and understood.option is None:
+                # "Can we speak Spanish?" is about the call, not a request to act on: confirm
+                # in the new language and ask the question the caller is at again.
+                self.language_reask(changed)
+                return
         # what a knowledge search or an unanswered-question report may see of the turn
         state.last_caller_text = None if sensitive else mask_card_data(event.text)
         self._feel(understood.anger, understood.sentiment)
@@ -462,6 +487,28 @@ class _Turn(StepRunner):
             self.say(self.state.last_prompt)  # after a trigger's message, ask again
         self.out.append(Listen(self.engine.expectation(self.state), self.timeout_for(step)))
         return None
+
+    def language_reask(self, changed: bool) -> None:
+        """After a language request: say so, then ask again in that language."""
+        state = self.state
+        if changed:
+            custom = self.bot.bot.language_changed
+            self.say(custom if custom is not None else language_changed_line(state.language))
+        waiting = state.waiting
+        if waiting is None:
+            return
+        step = self.resolve(waiting.address) if waiting.address else None
+        if isinstance(step, MenuStep) and waiting.kind == "menu":
+            self.say(step.prompt, prompt=True)
+            self.out.append(Listen(self.engine.expectation(state), self.timeout_for(step)))
+        elif isinstance(step, CollectStep) and waiting.kind == "collect":
+            self.say(self._reprompt(step, card_stage(waiting.pending)), prompt=True)
+            self.out.append(Listen(self.engine.expectation(state), self.timeout_for(step)))
+        elif waiting.kind == "open":
+            self.say("How can I help you?", prompt=True)
+            self.wait_open(keep_counts=True)
+        else:
+            self.resume()
 
     # -- helpers ------------------------------------------------------------------------------
 

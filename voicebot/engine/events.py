@@ -69,6 +69,10 @@ class Interpretation:
     flow: str | None = None
     reply: ModelReply | None = None
     request: ModelRequest | None = None
+    # The language the turn was read in (None: the call's, unchanged), and whether the caller
+    # asked for it by name ("can we speak Spanish?"): docs/languages.md
+    language: str | None = None
+    language_request: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicebot.engine.context import expression_context
 from voicebot.engine.events import BotAction, Expectation, Listen, Say
+from voicebot.engine.languages import builtin_line, local_value
 from voicebot.engine.state import CallState, Frame, StepAddress, Waiting, WaitKind
 from voicebot.flows import expressions as ex
 from voicebot.flows.checks import END
@@ -85,14 +86,19 @@ class FlowControl:
 
     # -- output -----------------------------------------------------------------------------
 
+    def local(self, value: Any) -> Any:
+        """The current language's version of a per-language value (docs/languages.md)."""
+        return local_value(value, self.state.language, self.bot.bot.language)
+
     def pick(self, text: Text) -> str:
-        if isinstance(text, str):
-            return text
-        if not text:
+        line: str | list[str] | None = self.local(text)
+        if isinstance(line, str):
+            return builtin_line(line, self.state.language)
+        if not line:
             return ""
         # Seeded by call and position so a call (and a conversation test) is reproducible.
         rng = random.Random(f"{self.state.call_id}:{len(self.state.transcript)}")
-        return rng.choice(text)
+        return rng.choice(line)
 
     def say(
         self, text: Text | None, *, barge_in: bool = True, prompt: bool = False, **extra: Any
@@ -242,8 +248,10 @@ class FlowControl:
             self.state.stack.append(Frame(name, 0))
         self.state.flows_run.append(name)
         self.state.flow_outcomes.append([name, None])
-        # A flow may speak another language than the bot (dates and numbers are read by it).
-        self.state.language = self.bot.flows[name].language or self.bot.bot.language
+        # A flow may speak another language than the bot (dates and numbers are read by it);
+        # in a bot of several languages the call keeps the caller's (docs/languages.md).
+        if not self.bot.bot.multilingual:
+            self.state.language = self.bot.flows[name].language or self.bot.bot.language
         return (name, 0, ())
 
     def finish_flow(self) -> StepAddress | None:

@@ -61,6 +61,9 @@ class CallState:
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     caller: CallerInfo = field(default_factory=CallerInfo)
     language: str = "en-US"
+    # The language was chosen (a menu, a `set`, the caller asked by name, the test or channel
+    # started in it): detection then needs stronger evidence to change it.
+    language_chosen: bool = False
     stack: list[Frame] = field(default_factory=list)
     waiting: Waiting | None = None
     slots: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +98,9 @@ class CallState:
     # the questions the knowledge base had no answer for (masked as the transcript is).
     flow_outcomes: list[list[Any]] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
+    # The customer's last contacts on any channel, newest first, as flows see them
+    # (``caller.history``; voicebot/history/contacts.py), looked up at call start.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def end_flows(self, outcome: str, flow: str | None = None) -> None:
         """Close the open runs of ``flow`` (the latest one), or of every flow."""

@@ -7,6 +7,7 @@ result). The ``<kind>_input`` methods continue a waiting step with what came bac
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from voicebot.engine.events import (
@@ -27,6 +28,7 @@ from voicebot.engine.events import (
     SearchKnowledge,
 )
 from voicebot.engine.flow_control import LIMIT_SCOPE, FlowControl
+from voicebot.engine.languages import generated_line
 from voicebot.engine.reasons import reason_kind
 from voicebot.engine.state import StepAddress, Waiting
 from voicebot.flows import expressions as ex
@@ -45,10 +47,11 @@ from voicebot.flows.schema import (
     SayStep,
     SetStep,
     StepBase,
+    Text,
 )
 from voicebot.handoff.builder import build_packet, normalise_priority
 from voicebot.handoff.packet import Priority
-from voicebot.nlu.parsers import ParseResult, SlotSpec
+from voicebot.nlu.parsers import ParseResult, SlotSpec, get_locale
 
 DEFAULT_NO_MATCH = "Sorry, I didn't get that."
 DEFAULT_NO_INPUT = "Sorry, I didn't hear anything."
@@ -79,6 +82,15 @@ CARD_RETRY = {
 }
 
 
+def in_language(expect: Expectation, language: str) -> Expectation:
+    """One of the engine's own questions (YES_NO, PHONE) read in the call's language, when
+    the parsers know it (docs/languages.md); else as before, in English."""
+    slot = expect.slot
+    if slot is None or slot.language == language or get_locale(language) is None:
+        return expect
+    return replace(expect, slot=replace(slot, language=language))
+
+
 def slot_spec(step: CollectStep, language: str) -> SlotSpec:
     synonyms = {c.value: tuple(c.say) for c in step.choices if not isinstance(c, str) and c.say}
     return SlotSpec(
@@ -93,7 +105,9 @@ def slot_spec(step: CollectStep, language: str) -> SlotSpec:
 
 
 def menu_expectation(step: MenuStep) -> Expectation:
-    options = tuple(MenuChoice(i, o.key, tuple(o.say)) for i, o in enumerate(step.options))
+    # The words of every language: a caller may answer "facturación" before the call has
+    # noticed they speak Spanish, and one language's option words rarely mean another option.
+    options = tuple(MenuChoice(i, o.key, tuple(o.words())) for i, o in enumerate(step.options))
     return Expectation("menu", options=options, dtmf=True)
 
 
@@ -144,6 +158,10 @@ class StepRunner(FlowControl):
 
     def start_set(self, step: SetStep, address: StepAddress) -> StepAddress | None:
         for slot, source in step.set.items():
+            if slot == "language":
+                # `set: {language: es-ES}` (a language menu): the call's language, not a slot
+                self.set_language(str(self.value(source)), chosen=True)
+                continue
             self.state.slots[slot] = self.value(source)
         return self.after(step, address)
 
@@ -356,13 +374,13 @@ class StepRunner(FlowControl):
                 return False
         return True
 
-    def _prompt(self, step: CollectStep, stage: str | None = None) -> str | list[str]:
+    def _prompt(self, step: CollectStep, stage: str | None = None) -> Text:
         if step.type == "card":
             own = {"number": step.prompt, "expiry": step.expiry_prompt, "cvv": step.cvv_prompt}
             return own[stage or "number"] or CARD_PROMPTS[stage or "number"]
         return step.prompt or f"Please tell me your {step.collect.replace('_', ' ')}."
 
-    def _reprompt(self, step: CollectStep, stage: str | None = None) -> str | list[str]:
+    def _reprompt(self, step: CollectStep, stage: str | None = None) -> Text:
         if step.type == "card" and stage not in (None, "number"):
             return self._prompt(step, stage)
         return step.reprompt or self._prompt(step, stage)
@@ -435,18 +453,21 @@ class StepRunner(FlowControl):
         self.accept(step, value)
         return self.after(step, address)
 
-    def _confirmation(self, step: CollectStep, value: Any) -> str:
-        if isinstance(step.confirm, str):
+    def _confirmation(self, step: CollectStep, value: Any) -> Text:
+        if not isinstance(step.confirm, bool):
             return step.confirm
+        language = self.state.language
         if isinstance(value, dict):
-            shown = f"the card ending {str(value.get('number', ''))[-4:]}"
+            shown = generated_line("card_ending", language, last=str(value.get("number", ""))[-4:])
         elif step.is_sensitive:
-            shown = f"the number ending {str(value)[-4:]}"
+            shown = generated_line("number_ending", language, last=str(value)[-4:])
         elif step.type in ("digits", "phone", "card_number"):
             shown = " ".join(str(value).lstrip("+"))
+        elif isinstance(value, bool):
+            shown = generated_line("yes" if value else "no", language)
         else:
             shown = str(value)
-        return f"I heard {shown}. Is that right?"
+        return generated_line("confirm", language, shown=shown)
 
     def confirm_input(
         self, step: CollectStep, address: StepAddress, parsed: ParseResult | None
@@ -521,8 +542,20 @@ class StepRunner(FlowControl):
         self._wait_collect(step, address, keep_counts=True, pending=pending)
         return None
 
-    @staticmethod
-    def _line(lines: list[str], count: int, default: str) -> str:
+    def set_language(self, language: str, *, chosen: bool) -> bool:
+        """Switch the call to ``language`` if the bot speaks it; True when it changed."""
+        if language not in self.bot.bot.spoken_languages:
+            self.state.record("event", f"language {language} is not one of the bot's", self.now)
+            return False
+        self.state.language_chosen = self.state.language_chosen or chosen
+        if language == self.state.language:
+            return False
+        self.state.language = language
+        self.state.record("event", f"language {language}", self.now)
+        return True
+
+    def _line(self, lines: list[str] | dict[str, list[str]], count: int, default: str) -> str:
+        lines = self.local(lines) or []
         if not lines:
             return default
         return lines[min(count, len(lines)) - 1]
@@ -552,7 +585,12 @@ class StepRunner(FlowControl):
 
     def start_menu(self, step: MenuStep, address: StepAddress) -> StepAddress | None:
         self.say(step.prompt, barge_in=step.barge_in, prompt=True)
-        self.wait("menu", menu_expectation(step), address=address, timeout=self.timeout_for(step))
+        self.wait(
+            "menu",
+            menu_expectation(step),
+            address=address,
+            timeout=self.timeout_for(step),
+        )
         return None
 
     def menu_choose(self, step: MenuStep, address: StepAddress, index: int) -> StepAddress | None:
@@ -574,12 +612,12 @@ class StepRunner(FlowControl):
         limits = self.bot.bot.limits
         if no_input:
             waiting.no_input += 1
-            count, lines = waiting.no_input, step.no_input
+            count, lines = waiting.no_input, self.local(step.no_input) or []
             allowed = len(lines) if lines else limits.max_no_input
             default = DEFAULT_NO_INPUT
         else:
             waiting.no_match += 1
-            count, lines = waiting.no_match, step.no_match
+            count, lines = waiting.no_match, self.local(step.no_match) or []
             allowed = len(lines) if lines else limits.max_no_match
             default = DEFAULT_NO_MATCH
         if count > allowed:
@@ -663,8 +701,11 @@ class StepRunner(FlowControl):
         if offer is not None and isinstance(wait, int | float) and wait > offer:
             minutes = max(1, round(wait / 60))
             self.say(
-                f"The wait is currently about {minutes} minute{'s' if minutes != 1 else ''}. "
-                "Would you like us to call you back instead?",
+                generated_line(
+                    "callback_offer" if minutes != 1 else "callback_offer_one",
+                    self.state.language,
+                    minutes=minutes,
+                ),
                 prompt=True,
             )
             self.wait("callback_offer", YES_NO, address=address)
@@ -715,10 +756,7 @@ class StepRunner(FlowControl):
         queue, priority, reason = self._handoff_target(step)
         self.state.slots["callback_number"] = number
         self.handoff_now(queue, step.skills, priority, reason, None, callback_number=number)
-        self.say(
-            f"Thank you. We'll call you back on the number ending {number[-4:]} as soon as a "
-            "colleague is free, and you keep your place in the queue. Goodbye."
-        )
+        self.say(generated_line("callback_confirmed", self.state.language, last=number[-4:]))
         self.out.append(Hangup("callback"))
         self.state.disposition = "callback"
         return None
@@ -729,7 +767,7 @@ class StepRunner(FlowControl):
         skills: list[str],
         priority: Priority,
         reason: str,
-        announce: str | list[str] | None,
+        announce: Text | None,
         *,
         callback_number: str | None = None,
         silent: bool = False,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicebot.flows import expressions as ex
 from voicebot.flows.errors import FlowIssue
+from voicebot.flows.schema import NEUTRAL as ANY_LANGUAGE
 from voicebot.flows.schema import (
     ActionStep,
     AnswerStep,
@@ -175,6 +176,50 @@ class _Checker:
             return
         self._refs(refs, path, where)
 
+    def spoken(self, value: Any, path: PathKey, where: str, *, what: str = "text") -> None:
+        """Text the bot speaks (or words a caller says) must exist in every declared language
+        and in no other (docs/languages.md). A plain value is the default language's."""
+        if value is None:
+            return
+        languages = self.bot.definition.bot.spoken_languages
+        declared = ", ".join(languages)
+        if not isinstance(value, dict):
+            for language in languages[1:]:
+                if what == "text" or not isinstance(value, list):
+                    self.error(path, f"{where} has no {language} {what}")
+            return
+        for language in value:
+            if language != ANY_LANGUAGE and language not in languages:
+                self.error(
+                    (*path, language),
+                    f"{where} has {what} in '{language}', which is not a language of the bot "
+                    f"(bot.languages: {declared})",
+                    key=True,
+                )
+        if ANY_LANGUAGE in value:
+            if len(value) > 1:
+                self.error(
+                    (*path, ANY_LANGUAGE),
+                    f"{where} has '{ANY_LANGUAGE}' (the same {what} in every language) and "
+                    "per-language text: keep one or the other",
+                    key=True,
+                )
+            return
+        for language in languages:
+            if language not in value:
+                self.error(path, f"{where} has no {language} {what}")
+
+    def language(self, value: Any, path: PathKey, where: str) -> None:
+        if not isinstance(value, str) or ex.is_template(value):
+            return
+        languages = self.bot.definition.bot.spoken_languages
+        if value not in languages:
+            self.error(
+                path,
+                f"{where} sets language '{value}', which is not a language of the bot "
+                f"(bot.languages: {', '.join(languages)})",
+            )
+
     def condition(self, text: str, path: PathKey, where: str) -> None:
         try:
             refs = ex.check_condition(text)
@@ -236,6 +281,28 @@ class _Checker:
                         ("queues", name, "overflow_to"), f"queue '{name}' overflows to itself"
                     )
         self.template(b.greeting, ("bot", "greeting"), "the greeting")
+        if b.returning_greeting is not None:
+            self.template(
+                b.returning_greeting, ("bot", "returning_greeting"), "the returning greeting"
+            )
+        for key in (
+            "greeting",
+            "returning_greeting",
+            "anything_else",
+            "no_input",
+            "no_match",
+            "language_changed",
+        ):
+            if key == "greeting" or key in b.model_fields_set:
+                self.spoken(getattr(b, key), ("bot", key), f"bot.{key}")
+        for language in b.voices:
+            if language not in b.spoken_languages:
+                self.error(
+                    ("bot", "voices", language),
+                    f"bot.voices has a voice for '{language}', which is not a language of the "
+                    f"bot (bot.languages: {', '.join(b.spoken_languages)})",
+                    key=True,
+                )
         for i, trigger in enumerate(b.triggers):
             path: PathKey = ("bot", "triggers", i)
             where = f"trigger {i + 1}"
@@ -271,9 +338,30 @@ class _Checker:
                     f"intent '{name}' has no examples, so it can only be recognised with an LLM",
                     warning=True,
                 )
+            else:
+                self.intent_languages(name, intent.examples)
         for name, flow in d.flows.items():
             self.flow(name, flow)
         return self.issues
+
+    def intent_languages(self, name: str, examples: list[str] | dict[str, list[str]]) -> None:
+        languages = self.bot.definition.bot.spoken_languages
+        given = set(examples) if isinstance(examples, dict) else {languages[0]}
+        for language in given - set(languages):
+            self.error(
+                ("intents", name, "examples", language),
+                f"intent '{name}' has examples in '{language}', which is not a language of the "
+                f"bot (bot.languages: {', '.join(languages)})",
+                key=True,
+            )
+        for language in languages:
+            if language not in given:
+                self.error(
+                    ("intents", name, "examples"),
+                    f"intent '{name}' has no {language} examples, so a caller speaking "
+                    f"{language} can only start it with an LLM",
+                    warning=True,
+                )
 
     def flow(self, name: str, flow: Flow) -> None:
         base: PathKey = ("flows", name)
@@ -332,16 +420,24 @@ class _Checker:
         for key, inner in inline_steps(step):
             if scope is None:  # triggers and limits: inline steps are checked here
                 self.step(inner, (*path, key), where, None)
+        if step.language is not None:
+            self.language(step.language, (*path, "language"), where)
         if isinstance(step, SayStep):
             self.template(step.say, (*path, "say"), where)
+            self.spoken(step.say, (*path, "say"), where)
         elif isinstance(step, CollectStep):
-            for key in ("prompt", "reprompt"):
+            for key in ("prompt", "reprompt", "expiry_prompt", "cvv_prompt"):
                 self.template(getattr(step, key), (*path, key), where)
-            if isinstance(step.confirm, str):
+                self.spoken(getattr(step, key), (*path, key), f"{where}: its {key}")
+            if not isinstance(step.confirm, bool):
                 self.template(step.confirm, (*path, "confirm"), where)
+                self.spoken(step.confirm, (*path, "confirm"), f"{where}: its confirm")
             for i, rejection in enumerate(step.rejections):
                 self.condition(rejection.condition, (*path, "rejections", i, "if"), where)
                 self.template(rejection.say, (*path, "rejections", i, "say"), where)
+                self.spoken(
+                    rejection.say, (*path, "rejections", i, "say"), f"{where}: rejection {i + 1}"
+                )
             if step.length and (step.min_length or step.max_length):
                 self.error(
                     (*path, "length"),
@@ -351,8 +447,19 @@ class _Checker:
                 self.error((*path, "min_length"), f"{where}: min_length is larger than max_length")
         elif isinstance(step, MenuStep):
             self.template(step.prompt, (*path, "prompt"), where)
+            self.spoken(step.prompt, (*path, "prompt"), f"{where}: its prompt")
+            for key in ("no_input", "no_match"):
+                if key in step.model_fields_set:
+                    self.spoken(getattr(step, key), (*path, key), f"{where}: its {key}")
             keys: dict[str, int] = {}
             for i, option in enumerate(step.options):
+                if isinstance(option.say, dict):
+                    self.spoken(
+                        option.say,
+                        (*path, "options", i, "say"),
+                        f"{where}: option {i + 1}",
+                        what="words",
+                    )
                 if option.key is not None:
                     if option.key in keys:
                         self.error(
@@ -374,11 +481,14 @@ class _Checker:
             self.template(step.save, (*path, "save"), where)
         elif isinstance(step, SetStep):
             self.template(step.set, (*path, "set"), where)
+            if "language" in step.set:
+                self.language(step.set["language"], (*path, "set", "language"), where)
         elif isinstance(step, HandoffStep):
             self.queue(step.handoff, (*path, "handoff"), where)
             if isinstance(step.priority, str):
                 self.template(step.priority, (*path, "priority"), where)
             self.template(step.announce, (*path, "announce"), where)
+            self.spoken(step.announce, (*path, "announce"), f"{where}: its announce")
             self.template(step.reason, (*path, "reason"), where)
         elif isinstance(step, LlmStep):
             for i, tool in enumerate(step.tools):
@@ -403,6 +513,7 @@ class _Checker:
                 )
         elif isinstance(step, EndStep):
             self.template(step.end, (*path, "end"), where)
+            self.spoken(step.end, (*path, "end"), where)
 
     def reachability(self, name: str, flow: Flow, ids: dict[str, int]) -> None:
         reached = {0}
@@ -449,6 +560,13 @@ def check_tests(
     def err(path: PathKey, message: str) -> None:
         issues.append(FlowIssue(smap.locate((*base, *path)), f"test '{test.name}': {message}"))
 
+    languages = d.bot.spoken_languages
+    if test.language is not None and test.language not in languages:
+        err(
+            ("language",),
+            f"starts in '{test.language}', which is not a language of the bot "
+            f"(bot.languages: {', '.join(languages)})",
+        )
     for name in test.mocks:
         if name not in d.actions:
             err(("mocks", name), f"mocks action '{name}', which is not defined")
@@ -460,6 +578,11 @@ def check_tests(
         if e is None:
             continue
         path: PathKey = ("steps", i, "expect")
+        if e.language is not None and e.language not in languages:
+            err(
+                (*path, "language"),
+                f"expects language '{e.language}', which is not a language of the bot",
+            )
         if e.intent is not None and e.intent not in d.intents:
             err((*path, "intent"), f"expects intent '{e.intent}', which is not defined")
         if e.flow is not None and e.flow not in d.flows:

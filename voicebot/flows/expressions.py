@@ -30,6 +30,7 @@ ROOT_NAMES = frozenset(
         "hours",
         "attempts",
         "args",
+        "language",  # extension: the call's current language, e.g. es-ES
     }
 )
 _HAS_TEMPLATE = re.compile(r"\{\{|\{%")

@@ -28,8 +28,31 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from voicebot.handoff.packet import CallerInfo
 
-Text = str | list[str]
-"""A line to speak; a list picks one at random."""
+Line = str | list[str]
+"""A line to speak in one language; a list picks one at random."""
+
+# extension (docs/languages.md): the same line per declared language, keyed by BCP-47 tag
+# (`{en-GB: Hello, es-ES: Hola}`), or `{any: ...}` for text that is the same in every language
+LocalText = dict[str, Line]
+Text = Line | LocalText
+"""A line to speak: plain, or a mapping of language to line."""
+LocalLines = list[str] | dict[str, list[str]]
+"""Numbered lines (no_input, no_match): a list, or a list per language."""
+NEUTRAL = "any"
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def primary_subtag(language: str) -> str:
+    """``es-ES`` -> ``es``: what a voice, a recogniser or an agent's skill is chosen by."""
+    return language.split("-", 1)[0].lower()
+
+
+def _lines_per_language(value: Any) -> Any:
+    # `no_match: {es-ES: Perdone}` means a one-line list, as a plain string would.
+    if isinstance(value, dict):
+        return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+    return [value] if isinstance(value, str) else value
+
 
 CollectType = Literal[
     "text",
@@ -157,7 +180,8 @@ class CollectStep(StepBase):
     max_attempts: int | None = Field(default=None, ge=1, le=10)
     on_fail: StepRef | None = None
     sensitive: bool = False
-    confirm: bool | str = False
+    # true: the engine's "I heard ... Is that right?" in the call's language; or own text
+    confirm: bool | Text = False
     length: int | None = Field(default=None, ge=1, le=64)
     min_length: int | None = Field(default=None, ge=1, le=64)
     max_length: int | None = Field(default=None, ge=1, le=64)
@@ -215,13 +239,22 @@ class CollectStep(StepBase):
 
 class MenuOption(_Strict):
     key: str | None = None
-    say: list[str] = Field(default_factory=list)
+    # a list of words for every language, or (extension) a list per declared language
+    say: LocalLines = Field(default_factory=list)
     next: Next | None = None
 
     @field_validator("say", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return _lines_per_language(value)
+
+    def words(self, language: str | None = None) -> list[str]:
+        """The phrases that choose this option in ``language`` (all of them when None)."""
+        if isinstance(self.say, list):
+            return list(self.say)
+        if language is None:
+            return [w for words in self.say.values() for w in words]
+        return list(self.say.get(language, self.say.get(NEUTRAL, [])))
 
     @field_validator("key", mode="before")
     @classmethod
@@ -242,8 +275,8 @@ class MenuStep(StepBase):
     menu: str | None
     prompt: Text
     options: list[MenuOption] = Field(min_length=1)
-    no_input: list[str] = Field(default_factory=list)
-    no_match: list[str] = Field(default_factory=list)
+    no_input: LocalLines = Field(default_factory=list)
+    no_match: LocalLines = Field(default_factory=list)
     on_fail: StepRef | None = None
     # extensions
     no_input_timeout: float | None = Field(default=None, gt=0, le=120)
@@ -554,9 +587,20 @@ class PrivacySettings(_Strict):
 class BotSettings(_Strict):
     name: str
     language: str = "en-US"
+    # extension (docs/languages.md): every language the bot speaks, the default first
+    languages: list[str] = Field(default_factory=list)
     voice: str | None = None
+    # extension: a TTS voice per language (`{es-ES: es}`); `voice` stays the default language's
+    voices: dict[str, str] = Field(default_factory=dict)
+    # extension: what the bot says when the caller asks for another language (per language)
+    language_changed: Text | None = None
     persona: str | None = None
     greeting: Text = "Hello, how can I help you?"
+    # extension (docs/channels.md, "One customer history"): said instead of the greeting to a
+    # customer whose last contact, on any channel, was at most returning_within_days ago;
+    # templated with caller.last_contact
+    returning_greeting: Text | None = None
+    returning_within_days: int = Field(default=30, ge=0, le=3650)
     start: str | None = None
     hours: Hours | None = None
     limits: Limits = Field(default_factory=Limits)
@@ -565,15 +609,64 @@ class BotSettings(_Strict):
     lookup: CallerLookup | None = None
     default_queue: str | None = None
     anything_else: Text = "Is there anything else I can help you with?"
-    no_input: list[str] = Field(default_factory=list)
-    no_match: list[str] = Field(default_factory=list)
+    no_input: LocalLines = Field(default_factory=list)
+    no_match: LocalLines = Field(default_factory=list)
     knowledge_fallback: KnowledgeFallback | None = None
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @model_validator(mode="after")
+    def _languages(self) -> BotSettings:
+        for tag in [self.language, *self.languages]:
+            if not LANGUAGE_TAG.match(tag):
+                raise PydanticCustomError(
+                    "language",
+                    "'{tag}' is not a language tag; write e.g. en-GB or es-ES",
+                    {"tag": tag},
+                )
+        if len(set(self.languages)) != len(self.languages):
+            raise PydanticCustomError("languages", "'languages' lists a language twice")
+        if (
+            self.languages
+            and "language" in self.model_fields_set
+            and self.language not in self.languages
+        ):
+            raise PydanticCustomError(
+                "languages",
+                "'language' is {language}, which is not one of 'languages' ({languages})",
+                {"language": self.language, "languages": ", ".join(self.languages)},
+            )
+        if self.languages and "language" not in self.model_fields_set:
+            # the first declared language is the default; code that reads `language` sees it
+            object.__setattr__(self, "language", self.languages[0])
+        return self
+
+    @property
+    def spoken_languages(self) -> list[str]:
+        """The declared languages, the default (``language``) first."""
+        return [self.language, *[t for t in self.languages if t != self.language]]
+
+    @property
+    def default_language(self) -> str:
+        return self.spoken_languages[0]
+
+    @property
+    def multilingual(self) -> bool:
+        return len(self.spoken_languages) > 1
 
 
 class Intent(_Strict):
     description: str | None = None
-    examples: list[str] = Field(default_factory=list)
+    # a list (the default language's), or (extension) a list per declared language
+    examples: LocalLines = Field(default_factory=list)
+
+    def examples_for(self, language: str | None, default: str | None = None) -> list[str]:
+        """The examples in ``language``; a plain list belongs to the ``default`` language (or
+        to every language when no default is given)."""
+        if isinstance(self.examples, list):
+            return list(self.examples) if default is None or language == default else []
+        if language is None:
+            return [e for examples in self.examples.values() for e in examples]
+        return list(self.examples.get(language, []))
 
 
 class Hold(_Strict):
@@ -603,6 +696,9 @@ class QueueAlerts(_Strict):
 
 class Queue(_Strict):
     skills: list[str] = Field(default_factory=list)
+    # extension: a handoff here also needs the skill `lang:<primary subtag of the call's
+    # language>` (lang:es), so a Spanish caller reaches an agent who speaks Spanish
+    language_skill: bool = False
     # the service level's target: ``service_level`` percent of calls answered within
     # ``sla_seconds`` (extension; none: 20 seconds, the usual 80/20)
     sla_seconds: int | None = Field(default=None, ge=0)
@@ -750,6 +846,8 @@ class BotExpectation(_Strict):
     not_contains: str | list[str] | None = None
     matches: str | None = None
     within_ms: int | None = Field(default=None, gt=0)
+    # extension, `channel: chat` tests: the labels of the buttons shown now, in order
+    buttons: list[str] | None = None
 
     @field_validator("matches")
     @classmethod
@@ -769,6 +867,8 @@ class HandoffExpectation(_Strict):
     priority: str | None = None
     reason: str | None = None
     summary: str | list[str] | None = None  # extension: text the summary contains
+    language: str | None = None  # extension: the packet's language
+    skills: list[str] | None = None  # extension: skills the packet must include
 
 
 class ModelRequestExpectation(_Strict):
@@ -781,6 +881,7 @@ class ModelRequestExpectation(_Strict):
 
 
 class Expectation(_Strict):
+    language: str | None = None  # extension: the call's current language
     intent: str | None = None
     flow: str | None = None
     step: str | None = None
@@ -843,13 +944,15 @@ class TestStep(_Strict):
     expect: Expectation | None = None
     # extension: the scripted model's next replies (the test then runs with the LLM brain)
     model: list[ScriptedReply] | None = None
+    # extension, `channel: chat` tests: press the button with this value (or label)
+    choose: str | None = None
 
     @field_validator("model", mode="before")
     @classmethod
     def _listify_model(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
 
-    @field_validator("dtmf", mode="before")
+    @field_validator("dtmf", "choose", mode="before")
     @classmethod
     def _digits(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -858,13 +961,13 @@ class TestStep(_Strict):
     def _one(self) -> TestStep:
         given = [
             k
-            for k in ("user", "dtmf", "silence", "bot", "expect", "model")
+            for k in ("user", "dtmf", "silence", "bot", "expect", "model", "choose")
             if getattr(self, k) is not None
         ]
         if len(given) != 1:
             raise PydanticCustomError(
                 "test_step",
-                "a test step is exactly one of user, dtmf, silence, bot, expect or model",
+                "a test step is exactly one of user, dtmf, silence, bot, expect, model or choose",
             )
         if self.dtmf is not None and not re.fullmatch(r"[0-9*#A-Da-d]+", self.dtmf):
             raise PydanticCustomError("dtmf", "'dtmf' takes keypad keys: 0-9, *, #")
@@ -882,6 +985,26 @@ class ConversationTest(_Strict):
     # skipped by `voicebot flows test --audio`, with the reason (wording the recogniser
     # cannot hear, say); text mode runs it as usual
     text_only: str | None = Field(default=None, min_length=1)
+    # extension: the call starts in this language (one the bot declares)
+    language: str | None = None
+    # extension: `chat` runs the test as a web chat (voicebot/channels/conversation.py): menus
+    # as buttons, `choose` steps, `bot: {buttons}` checks, no keypad (docs/channels.md)
+    channel: Literal["voice", "chat"] = "voice"
+
+    @model_validator(mode="after")
+    def _channel_steps(self) -> ConversationTest:
+        for step in self.steps:
+            if self.channel == "chat" and (step.dtmf is not None or step.silence is not None):
+                raise PydanticCustomError(
+                    "test_channel",
+                    "a chat has no keypad and no silence: use 'choose' or 'user' steps",
+                )
+            buttons = step.bot is not None and step.bot.buttons is not None
+            if self.channel != "chat" and (step.choose is not None or buttons):
+                raise PydanticCustomError(
+                    "test_channel", "'choose' and 'bot: {buttons}' need 'channel: chat'"
+                )
+        return self
 
     @property
     def uses_model(self) -> bool:

@@ -12,7 +12,7 @@ import uuid
 from typing import get_args
 
 from voicebot.engine.state import CallState
-from voicebot.flows.schema import BotDefinition
+from voicebot.flows.schema import BotDefinition, primary_subtag
 from voicebot.handoff.packet import (
     CallbackRequest,
     HandoffPacket,
@@ -22,6 +22,11 @@ from voicebot.handoff.packet import (
 )
 
 _PRIORITIES: tuple[str, ...] = get_args(Priority)
+
+
+def language_skill(language: str) -> str:
+    """The agent skill a call in ``language`` needs on a ``language_skill`` queue."""
+    return f"lang:{primary_subtag(language)}"
 
 
 def normalise_priority(value: object) -> Priority:
@@ -42,7 +47,10 @@ def build_packet(
     reason: str,
     callback_number: str | None = None,
 ) -> HandoffPacket:
-    queue_skills = bot.queues[queue].skills if queue in bot.queues else []
+    queue_skills = list(bot.queues[queue].skills) if queue in bot.queues else []
+    if queue in bot.queues and bot.queues[queue].language_skill:
+        # the agent must speak the caller's language: lang:es for a call in es-ES
+        queue_skills.append(language_skill(state.language))
     wait = state.queues.get(queue, {}).get("estimated_wait")
     return HandoffPacket(
         id=uuid.uuid4().hex,

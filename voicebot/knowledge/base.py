@@ -19,10 +19,12 @@ class KnowledgeBase(Protocol):
         tags: tuple[str, ...] = (),
         min_score: float | None = None,
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> KnowledgeAnswered:
         """The best answer to ``question`` with the passages that ground it (score 0..1).
 
-        ``today`` (the call's date in the bot's time zone) decides which documents have expired.
+        ``today`` (the call's date in the bot's time zone) decides which documents have expired;
+        ``language`` (a bot of several languages) keeps the documents in the call's language.
         """
         ...
 
@@ -33,6 +35,7 @@ class KnowledgeBase(Protocol):
         k: int = 4,
         tags: tuple[str, ...] = (),
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> list[Passage]:
         """The best passages for ``question``, best first (what an LLM answers from)."""
         ...
@@ -48,6 +51,7 @@ class EmptyKnowledge:
         tags: tuple[str, ...] = (),
         min_score: float | None = None,
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> KnowledgeAnswered:
         return KnowledgeAnswered(text=None, score=0.0)
 
@@ -58,5 +62,6 @@ class EmptyKnowledge:
         k: int = 4,
         tags: tuple[str, ...] = (),
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> list[Passage]:
         return []

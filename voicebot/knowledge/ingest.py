@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from voicebot.flows.schema import LANGUAGE_TAG
 from voicebot.knowledge.chunking import chunk_document
 from voicebot.knowledge.documents import (
     SUPPORTED_SUFFIXES,
@@ -97,6 +98,15 @@ class IngestProgress(Protocol):
 def document_name(path: Path, root: Path) -> str:
     """A file's name in the index: its path under the knowledge directory, with '/'."""
     return PurePosixPath(*path.relative_to(root).parts).as_posix()
+
+
+def folder_language(name: str) -> str | None:
+    """``es/roaming.md`` -> ``es``: documents in a folder named by a language tag are in that
+    language (front matter ``language:`` wins; docs/languages.md)."""
+    parts = PurePosixPath(name).parts
+    if len(parts) > 1 and LANGUAGE_TAG.match(parts[0]):
+        return parts[0]
+    return None
 
 
 def _files(root: Path) -> list[Path]:
@@ -187,6 +197,8 @@ def ingest_file(
 
     try:
         doc = load_document(path, name, max_bytes=max_bytes)
+        if doc.language is None:
+            doc.language = folder_language(name)
         chunks = chunk_document(doc)
         if not chunks:
             raise DocumentError("has no text to answer from")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voicebot.flows.schema import primary_subtag
 from voicebot.knowledge.embeddings import IdentifiedEmbeddings
 from voicebot.knowledge.keyword_index import KeywordIndex
 from voicebot.knowledge.store import KnowledgeStore, StoredPassage, date_number
@@ -74,6 +75,8 @@ class _Snapshot:
     row: dict[str, int]
     expiry: npt.NDArray[np.int64]
     tags: dict[str, npt.NDArray[np.bool_]]
+    # each passage's primary language subtag ("es"), "" when its document names none
+    languages: npt.NDArray[np.str_]
 
 
 class HybridRetriever:
@@ -123,6 +126,9 @@ class HybridRetriever:
             row={p.id: i for i, p in enumerate(passages)},
             expiry=np.array([p.valid_until for p in passages], dtype=np.int64),
             tags=tags,
+            languages=np.array(
+                [primary_subtag(p.language) if p.language else "" for p in passages], dtype=np.str_
+            ),
         )
 
     def _current(self) -> _Snapshot:
@@ -144,8 +150,13 @@ class HybridRetriever:
         k: int = 5,
         tags: Sequence[str] = (),
         today: dt.date | None = None,
+        language: str | None = None,
+        untagged_language: str | None = None,
     ) -> list[Passage]:
-        """The ``k`` best passages for ``question``, best first (empty when nothing matches)."""
+        """The ``k`` best passages for ``question``, best first (empty when nothing matches).
+
+        ``language`` keeps passages in that language (by primary subtag); those of documents
+        that name no language count as ``untagged_language`` (None: as every language)."""
         text = clean_question(question)
         snap = self._current()
         if not re.search(r"\w", text) or not snap.passages or k < 1:
@@ -158,6 +169,13 @@ class HybridRetriever:
                 if mask is not None:
                     wanted |= mask
             allowed &= wanted
+        before_language = int(allowed.sum())
+        if language:
+            wanted_language = primary_subtag(language)
+            in_language = snap.languages == wanted_language
+            if untagged_language is None or primary_subtag(untagged_language) == wanted_language:
+                in_language |= snap.languages == ""
+            allowed &= in_language
         if not allowed.any():
             return []
 
@@ -176,7 +194,9 @@ class HybridRetriever:
         if share >= UNFILTERED_SHARE:
             where, ask = None, min(len(snap.passages), int(n / share) + 10)
         else:
-            where, ask = _where(today, tags), n
+            # The language is filtered with the mirror: ask for as many more as it removes.
+            where = _where(today, tags)
+            ask = min(len(snap.passages), int(n * before_language / max(1, int(allowed.sum()))))
         for pid, _ in self.store.nearest(query.tolist(), ask, where):
             row = snap.row.get(pid)
             if row is not None and allowed[row]:

@@ -83,6 +83,9 @@ class KnowledgeService:
         self.embeddings = embeddings
         self.knowledge_dir = knowledge_dir
         self.retriever = HybridRetriever(store, embeddings)
+        # The language of documents that name none (front matter or folder): the bot's default
+        # language, set when a bot loads; None answers every language from them.
+        self.default_language: str | None = None
         # Uploads, deletes and ingests from the API's thread pool take turns: two of them
         # comparing hashes and deleting passages at once could undo each other's work.
         self._writing = threading.Lock()
@@ -116,9 +119,17 @@ class KnowledgeService:
         k: int = DEFAULT_K,
         tags: tuple[str, ...] | list[str] = (),
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> list[Passage]:
         with self._reachable():
-            return self.retriever.search(question, k=k, tags=tuple(tags), today=today)
+            return self.retriever.search(
+                question,
+                k=k,
+                tags=tuple(tags),
+                today=today,
+                language=language,
+                untagged_language=self.default_language,
+            )
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -139,8 +150,9 @@ class KnowledgeService:
         tags: tuple[str, ...] = (),
         min_score: float | None = None,
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> KnowledgeAnswered:
-        passages = self.search(question, k=DEFAULT_K, tags=tags, today=today)
+        passages = self.search(question, k=DEFAULT_K, tags=tags, today=today, language=language)
         if not passages:
             return KnowledgeAnswered(text=None, score=0.0)
         best = passages[0]
@@ -163,9 +175,15 @@ class KnowledgeService:
         tags: tuple[str, ...] = (),
         min_score: float | None = None,
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> KnowledgeAnswered:
         return await asyncio.to_thread(
-            self.answer_now, question, tags=tags, min_score=min_score, today=today
+            self.answer_now,
+            question,
+            tags=tags,
+            min_score=min_score,
+            today=today,
+            language=language,
         )
 
     async def passages(
@@ -175,8 +193,11 @@ class KnowledgeService:
         k: int = 4,
         tags: tuple[str, ...] = (),
         today: dt.date | None = None,
+        language: str | None = None,
     ) -> list[Passage]:
-        return await asyncio.to_thread(self.search, question, k=k, tags=tags, today=today)
+        return await asyncio.to_thread(
+            self.search, question, k=k, tags=tags, today=today, language=language
+        )
 
     # -- documents -------------------------------------------------------------------------------
 

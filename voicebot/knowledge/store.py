@@ -99,6 +99,7 @@ class StoredPassage:
     valid_until: int
     url: str | None
     chunk: int
+    language: str | None = None
 
 
 _clients: dict[str, Any] = {}
@@ -340,6 +341,7 @@ class KnowledgeStore:
                         valid_until=int(meta.get("valid_until", NO_EXPIRY)),
                         url=meta.get("url"),
                         chunk=int(meta.get("chunk", 0)),
+                        language=meta.get("language"),
                     )
                 )
                 vectors.append(vector)

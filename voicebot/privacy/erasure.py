@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import delete, select, update
 
+from voicebot.channels.identity import customer_id, is_customer_id
 from voicebot.flows.schema import RetentionDays
 from voicebot.store.db import Database
 from voicebot.store.encryption import keyring
@@ -49,7 +50,12 @@ from voicebot.store.recordings import safe_name
 
 logger = logging.getLogger("voicebot.privacy")
 
-SPOOL_NAMES = ("handoff-spool.jsonl", "handoff-spool.bad")
+SPOOL_NAMES = (
+    "handoff-spool.jsonl",
+    "handoff-spool.bad",
+    "messaging-outbox.jsonl",  # replies waiting for the gateway (voicebot/channels/messaging.py)
+    "messaging-outbox.bad",
+)
 ERASED = "[erased]"
 # Entries still in a queue are not purged under an agent's feet; erasure removes them anyway.
 _LIVE = ("waiting", "offered", "connected", "wrap_up")
@@ -63,6 +69,8 @@ def number_matcher(number: str) -> Callable[[str | None], bool]:
     """Whether a stored number is the caller's, written any way: +44 1632 960001,
     00441632960001 and 01632 960001 are one number (the national form matches the
     international one by its significant digits)."""
+    if is_customer_id(number) and not number.startswith("tel:"):
+        return lambda stored: False  # email: or site: names no number
     wanted = digits_of(number)
     if len(wanted) < 5:
         raise ValueError("a caller number needs at least 5 digits")
@@ -95,7 +103,10 @@ def number_forms(number: str) -> list[str]:
 def hash_number(number: str, salt: str | None = None) -> tuple[str, str]:
     """(salt, sha256 of salt + digits): an audit reference that does not reveal the number."""
     salt = salt or secrets.token_hex(16)
-    return salt, hashlib.sha256((salt + digits_of(number)).encode()).hexdigest()
+    key = digits_of(number)
+    if is_customer_id(number) and not number.startswith("tel:"):
+        key = number.lower()
+    return salt, hashlib.sha256((salt + key).encode()).hexdigest()
 
 
 @dataclass
@@ -133,14 +144,18 @@ async def erase_caller(
     actor: str | None = None,
     ip: str | None = None,
 ) -> ErasureReport:
-    """Remove everything stored about the caller ``number``; other callers stay as they are."""
+    """Remove everything stored about the caller ``number`` (or a customer id: tel:, email:,
+    site:, voicebot/channels/identity.py); other callers stay as they are."""
     matches = number_matcher(number)
+    customers = _customer_ids(number)
     report = ErasureReport()
     async with db.transaction() as session:
         call_ids = {
             cid
-            for cid, stored in (await session.execute(select(Call.id, Call.caller_number))).all()
-            if matches(stored)
+            for cid, stored, customer in (
+                await session.execute(select(Call.id, Call.caller_number, Call.customer_id))
+            ).all()
+            if matches(stored) or customer in customers
         }
         # Packets are read in Python: they may be encrypted, and hold callback numbers too.
         handoff_ids: set[str] = set()
@@ -185,7 +200,9 @@ async def erase_caller(
         report.events = await _delete(session, CallEvent, CallEvent.call_id.in_(calls))
         report.reviews = await _delete(session, CallReview, CallReview.call_id.in_(calls))
         report.calls = await _delete(session, Call, Call.id.in_(calls))
-        report.audit_scrubbed = await _scrub_audit(session, number, {*calls, *hids, *ids})
+        report.audit_scrubbed = await _scrub_audit(
+            session, number, {*calls, *hids, *ids, *customers}
+        )
     await _compact(db)
     if recordings_dir is not None:
         report.recordings = await asyncio.to_thread(_remove_recordings, recordings_dir, call_ids)
@@ -206,6 +223,14 @@ async def erase_caller(
         )
     logger.info("caller erased", extra={"detail": json.dumps(report.counts())})
     return report
+
+
+def _customer_ids(subject: str) -> set[str]:
+    """The customer ids of an erasure's subject: itself, or the number's ``tel:`` id."""
+    if is_customer_id(subject):
+        return {subject}
+    found = customer_id(subject)
+    return {found} if found else set()
 
 
 async def _compact(db: Database) -> None:
@@ -295,6 +320,7 @@ def _scrub_spools(data_dir: Path, matches: Callable[[str | None], bool], call_id
                 isinstance(packet, dict)
                 and (
                     packet.get("call_id") in call_ids
+                    or packet.get("conversation_id") in call_ids
                     or any(matches(n) for n in _packet_numbers(packet))
                 )
             ) or scrub_number(line, matches) != line

@@ -98,7 +98,13 @@ class QueueFigures:
             handled = (
                 await session.execute(
                     select(QueueEntry.queue, QueueEntry.connected_at, QueueEntry.ended_at)
-                    .where(QueueEntry.ended_at.is_not(None), QueueEntry.connected_at.is_not(None))
+                    .where(
+                        QueueEntry.ended_at.is_not(None),
+                        QueueEntry.connected_at.is_not(None),
+                        # Chats run side by side, several per agent: their length is not
+                        # the time an agent is kept from the next call.
+                        QueueEntry.media == "voice",
+                    )
                     .order_by(QueueEntry.ended_at.desc())
                     .limit(_AHT_SAMPLES * max(1, len(self.queues)))
                 )
@@ -177,6 +183,7 @@ class QueueFigures:
                         "entry_id": entry.id,
                         "position": position,
                         "kind": entry.kind,
+                        "media": entry.media,
                         "priority": priority_label(entry.priority),
                         "waited_seconds": round((now - entry.enqueued_at).total_seconds(), 1),
                         "intent": intent,
@@ -216,7 +223,10 @@ class QueueFigures:
         channel = attributes.get("channel") or call_channel
         return {
             "entry_id": entry.id,
+            "call_id": entry.call_id,
             "kind": entry.kind,
+            "media": entry.media,
+            "language": entry.language,
             "queue": entry.queue,
             "status": entry.status,
             "priority": priority_label(entry.priority),
@@ -244,11 +254,12 @@ class QueueFigures:
             current = await session.scalar(
                 select(QueueEntry.id)
                 .where(
+                    QueueEntry.media == "voice",  # the agent's chats: chats_of() (chats.py)
                     ((QueueEntry.offered_to == agent_id) & (QueueEntry.status == "offered"))
                     | (
                         (QueueEntry.agent_id == agent_id)
                         & QueueEntry.status.in_(("connected", "wrap_up"))
-                    )
+                    ),
                 )
                 .limit(1)
             )
@@ -265,6 +276,7 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "state": agent.state,
         "state_since": agent.state_since.isoformat(),
         "wrap_up_until": agent.wrap_up_until.isoformat() if agent.wrap_up_until else None,
+        "max_chats": agent.max_chats,  # None: the deployment's default
     }
 
 

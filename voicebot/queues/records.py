@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voicebot.channels.identity import customer_of
 from voicebot.engine.state import CallState
 from voicebot.handoff.packet import CallerInfo, HandoffPacket, TranscriptLine
 from voicebot.store.db import Database
@@ -159,6 +160,8 @@ class CallRecords:
                 )
             ) or 0
         call.caller_number = caller.number
+        # one history per customer across channels (voicebot/channels/identity.py)
+        call.customer_id = customer_of(caller) or call.customer_id
         call.caller_name = caller.name
         call.vip = caller.vip
         call.intent = intent

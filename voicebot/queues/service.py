@@ -1,12 +1,13 @@
 """The ACD: queue entries, agents and their states, routing, offers, wrap-up, overflow.
 
-The call records (records.py) and the live figures (figures.py) are mixins of QueueService,
-in files of their own; the names other modules import from here are re-exported.
+The call records (records.py), the live figures (figures.py), routing (routing.py) and what
+chats do differently (chats.py) are mixins of QueueService, in files of their own; the names
+other modules import from here are re-exported.
 
-Routing: the waiting entry with the highest priority, then the longest wait, is offered to the
-longest-idle available agent who has all of its skills. An offer not accepted within
-``offer_timeout`` goes back to the queue at its place and the agent is set away. A declined
-entry is not offered to the same agent again for ``_DECLINE_COOLDOWN`` seconds.
+An offer not accepted within ``offer_timeout`` goes back to the queue at its place and the
+agent is set away. An entry's media decides how it is handled: a call takes the agent's one
+voice place and moves their state (offered, busy, wrap_up); a chat takes one of their chat
+places and leaves their state alone.
 
 Every change is one database transaction. With several nodes on PostgreSQL, routing locks the
 rows it matches with ``FOR UPDATE SKIP LOCKED``: two nodes dispatching at once match disjoint
@@ -31,10 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebot.flows.schema import Queue
 from voicebot.handoff.packet import HandoffPacket
+from voicebot.queues.chats import ChatWork
 from voicebot.queues.erlang import WaitInputs, estimate_wait
 from voicebot.queues.events import Event, EventBus
 from voicebot.queues.figures import ARRIVAL_WINDOW, QueueFigures, QueueStats, agent_view
 from voicebot.queues.records import CallRecords
+from voicebot.queues.routing import CHAT, VOICE, media_of
 from voicebot.queues.terms import (
     ANGER_BONUS,
     IN_QUEUE,
@@ -50,21 +53,18 @@ from voicebot.queues.terms import (
 from voicebot.store.db import Database, is_unavailable
 from voicebot.store.models import (
     Agent,
-    AgentStateChange,
     Call,
     Callback,
     Disposition,
-    Offer,
     QueueEntry,
 )
 
 logger = logging.getLogger("voicebot.queues")
 
-_DECLINE_COOLDOWN = 30.0
 WRAP_UP_CODES = ("resolved", "follow_up", "escalated", "callback_promised", "no_answer", "other")
 
 
-class QueueService(CallRecords, QueueFigures):
+class QueueService(CallRecords, QueueFigures, ChatWork):
     def __init__(
         self,
         db: Database,
@@ -74,6 +74,7 @@ class QueueService(CallRecords, QueueFigures):
         default_queue: str | None = None,
         offer_timeout: float = 15.0,
         wrap_up_seconds: float = 30.0,
+        max_chats: int = 3,
         anger_threshold: float = 0.7,
         node_id: str | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
@@ -86,6 +87,7 @@ class QueueService(CallRecords, QueueFigures):
         )
         self.offer_timeout = offer_timeout
         self.wrap_up_seconds = wrap_up_seconds
+        self.max_chats = max_chats
         self.anger_threshold = anger_threshold
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.clock = clock
@@ -108,9 +110,6 @@ class QueueService(CallRecords, QueueFigures):
                 await self._loop_task
         await self.bus.aclose()
 
-    async def _publish(self, event: Event) -> None:
-        await self.bus.publish({**event, "node": self.node_id})
-
     def _on_event(self, event: Event) -> None:
         # This node routed already after its own changes. Another node's change may have found
         # rows this node held locked at that moment (SKIP LOCKED passes them over), so it is
@@ -120,10 +119,6 @@ class QueueService(CallRecords, QueueFigures):
         kind = event.get("type")
         if kind == "queue_changed" or (kind == "agent_state" and event.get("state") == "available"):
             self._wake.set()
-
-    def _changed(self) -> None:
-        """A call or an agent came free here: route on the next loop iteration."""
-        self._wake.set()
 
     async def _run(self) -> None:
         """Dispatch when woken (new entry, free agent), and sweep once a second."""
@@ -201,6 +196,8 @@ class QueueService(CallRecords, QueueFigures):
                 status="waiting",
                 callback_number=packet.callback.number if packet.callback else None,
                 audio_node=audio_node,
+                media=media_of(packet.channel or channel),
+                language=packet.language,
             )
             session.add(entry)
             if packet.callback:
@@ -224,106 +221,11 @@ class QueueService(CallRecords, QueueFigures):
         await self._publish({"type": "queue_changed", "queue": queue})
         return entry_id
 
-    # -- routing -------------------------------------------------------------------------------
-
-    async def dispatch(self) -> int:
-        """Offer waiting entries to free agents until nothing more matches; returns offers."""
-        total = 0
-        async with self._dispatch_lock:
-            while True:
-                offers = await self._dispatch_once()
-                for entry_id, agent_id, _queue, expires in offers:
-                    await self._publish(
-                        {
-                            "type": "offer",
-                            "entry_id": entry_id,
-                            "agent_id": agent_id,
-                            "expires_at": expires.isoformat(),
-                        }
-                    )
-                    await self._publish_state(agent_id, "offered")
-                for queue in {o[2] for o in offers}:
-                    await self._publish({"type": "queue_changed", "queue": queue})
-                total += len(offers)
-                if not offers:
-                    return total
-
-    async def _dispatch_once(self) -> list[tuple[str, int, str, dt.datetime]]:
-        now = self.clock()
-        async with self.db.transaction() as session:
-            agents = list(
-                (
-                    await session.scalars(
-                        select(Agent)
-                        .where(Agent.state == "available", Agent.active.is_(True))
-                        .order_by(Agent.idle_since.asc().nulls_first(), Agent.id)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
-            if not agents:
-                return []
-            queues = (
-                await session.scalars(
-                    select(QueueEntry.queue).where(QueueEntry.status == "waiting").distinct()
-                )
-            ).all()
-            candidates: list[QueueEntry] = []
-            for queue in queues:
-                candidates += (
-                    await session.scalars(
-                        select(QueueEntry)
-                        .where(QueueEntry.status == "waiting", QueueEntry.queue == queue)
-                        .order_by(QueueEntry.priority.desc(), QueueEntry.enqueued_at.asc())
-                        .limit(len(agents))
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            if not candidates:
-                return []
-            candidates.sort(key=lambda e: (-e.priority, e.enqueued_at))
-            cooldown = now - dt.timedelta(seconds=_DECLINE_COOLDOWN)
-            declined = {
-                (row.entry_id, row.agent_id)
-                for row in (
-                    await session.execute(
-                        select(Offer.entry_id, Offer.agent_id).where(
-                            Offer.entry_id.in_([e.id for e in candidates]),
-                            Offer.outcome == "declined",
-                            Offer.decided_at > cooldown,
-                        )
-                    )
-                ).all()
-            }
-            free = list(agents)
-            offers: list[tuple[str, int, str, dt.datetime]] = []
-            expires = now + dt.timedelta(seconds=self.offer_timeout)
-            for entry in candidates:
-                agent = next(
-                    (
-                        a
-                        for a in free
-                        if has_skills(a.skills, entry.skills) and (entry.id, a.id) not in declined
-                    ),
-                    None,
-                )
-                if agent is None:
-                    continue
-                free.remove(agent)
-                entry.status = "offered"
-                entry.offered_to = agent.id
-                entry.offered_at = now
-                entry.offer_expires_at = expires
-                self._set_state(session, agent, "offered", now)
-                session.add(Offer(entry_id=entry.id, agent_id=agent.id, offered_at=now))
-                offers.append((entry.id, agent.id, entry.queue, expires))
-                if not free:
-                    break
-            return offers
-
     # -- what agents do ------------------------------------------------------------------------
 
     async def accept(self, agent_id: int, entry_id: str) -> None:
+        if await self._media(entry_id) == CHAT:
+            return await self._accept_chat(agent_id, entry_id)
         now = self.clock()
         async with self.db.transaction() as session:
             entry, agent = await self._offer_for_update(session, entry_id, agent_id)
@@ -346,6 +248,8 @@ class QueueService(CallRecords, QueueFigures):
         self, agent_id: int, entry_id: str, *, outcome: str = "declined", away: bool = False
     ) -> None:
         """The agent turns the offer down; the entry goes back to its place in the queue."""
+        if await self._media(entry_id) == CHAT:
+            return await self._decline_chat(agent_id, entry_id, outcome=outcome, away=away)
         now = self.clock()
         async with self.db.transaction() as session:
             entry, agent = await self._offer_for_update(session, entry_id, agent_id)
@@ -367,9 +271,13 @@ class QueueService(CallRecords, QueueFigures):
         self._changed()
         await self._publish_state(agent_id, "away" if away else "available", reason=reason)
         await self._publish({"type": "queue_changed", "queue": queue})
+        if away:
+            await self.withdraw_chat_offers(agent_id)  # away: no chats either
 
     async def end(self, agent_id: int, entry_id: str, *, reason: str = "agent ended") -> None:
-        """The conversation is over: the agent goes to (timed) wrap-up."""
+        """The conversation is over: the agent goes to (timed) wrap-up (a chat: the chat)."""
+        if await self._media(entry_id) == CHAT:
+            return await self._end_chat(agent_id, entry_id, reason=reason)
         now = self.clock()
         async with self.db.transaction() as session:
             entry = await self._entry_for_update(session, entry_id)
@@ -397,6 +305,8 @@ class QueueService(CallRecords, QueueFigures):
             raise QueueError(
                 f"the wrap-up code must be one of {', '.join(WRAP_UP_CODES)}", status=422
             )
+        if await self._media(entry_id) == CHAT:
+            return await self._wrap_up_chat(agent_id, entry_id, code, notes)
         now = self.clock()
         async with self.db.transaction() as session:
             entry = await self._entry_for_update(session, entry_id)
@@ -452,7 +362,9 @@ class QueueService(CallRecords, QueueFigures):
                     return agent.state
                 withdraw = await session.scalar(
                     select(QueueEntry.id).where(
-                        QueueEntry.offered_to == agent_id, QueueEntry.status == "offered"
+                        QueueEntry.offered_to == agent_id,
+                        QueueEntry.status == "offered",
+                        QueueEntry.media == VOICE,
                     )
                 )
             if agent.state == "wrap_up":
@@ -462,6 +374,9 @@ class QueueService(CallRecords, QueueFigures):
                 self._set_state(session, agent, state, now, reason=reason)
                 if state == "available":
                     agent.idle_since = now
+        if state != "available":
+            # A break stops chats too: open chat offers go to someone else.
+            await self.withdraw_chat_offers(agent_id)
         if withdraw is not None:
             await self.decline(agent_id, withdraw, outcome="withdrawn", away=True)
             if state == "offline":
@@ -476,13 +391,16 @@ class QueueService(CallRecords, QueueFigures):
         async with self.db.session() as session:
             agent = await session.get(Agent, agent_id)
             state = agent.state if agent else None
+        await self.withdraw_chat_offers(agent_id)
         if state in ("available", "offered"):
             await self.set_state(agent_id, "away", reason="desktop closed")
         elif state == "busy":
             async with self.db.transaction() as session:
                 entry = await session.scalar(
                     select(QueueEntry).where(
-                        QueueEntry.agent_id == agent_id, QueueEntry.status == "connected"
+                        QueueEntry.agent_id == agent_id,
+                        QueueEntry.status == "connected",
+                        QueueEntry.media == VOICE,
                     )
                 )
                 if entry is None:
@@ -506,6 +424,8 @@ class QueueService(CallRecords, QueueFigures):
         """The caller hung up. Waiting: the entry is abandoned. Offered: the offer is withdrawn
         and the agent is free again. Connected: the agent goes to wrap-up. Returns the status
         the entry had, or None when it was no longer active."""
+        if await self._media(entry_id) == CHAT:
+            return await self._abandon_chat(entry_id, reason)
         now = self.clock()
         async with self.db.transaction() as session:
             entry = await session.get(QueueEntry, entry_id, with_for_update=True)
@@ -553,7 +473,9 @@ class QueueService(CallRecords, QueueFigures):
         now = self.clock()
         async with self.db.transaction() as session:
             entry = await session.get(QueueEntry, entry_id, with_for_update=True)
-            if entry is None or entry.status not in ("offered", "connected"):
+            if entry is None or entry.media != VOICE:
+                return False
+            if entry.status not in ("offered", "connected"):
                 return False
             agent_id = entry.agent_id if entry.status == "connected" else entry.offered_to
             previous = entry.status
@@ -591,7 +513,12 @@ class QueueService(CallRecords, QueueFigures):
         withdrawn: int | None = None
         async with self.db.transaction() as session:
             entry = await session.get(QueueEntry, entry_id, with_for_update=True)
-            if entry is None or entry.status not in IN_QUEUE or entry.kind != "call":
+            if (
+                entry is None
+                or entry.status not in IN_QUEUE
+                or entry.kind != "call"
+                or entry.media != VOICE
+            ):
                 return False
             if entry.status == "offered" and entry.offered_to is not None:
                 withdrawn = entry.offered_to
@@ -707,6 +634,7 @@ class QueueService(CallRecords, QueueFigures):
                 pass  # accepted or withdrawn meanwhile
         for agent_id in wrapped:
             await self._end_wrap_up(agent_id, now)
+        await self._sweep_chats(now)
         await self._overflow(now)
 
     async def _end_wrap_up(self, agent_id: int, now: dt.datetime) -> None:
@@ -726,7 +654,10 @@ class QueueService(CallRecords, QueueFigures):
         entries = (
             await session.scalars(
                 select(QueueEntry).where(
-                    QueueEntry.agent_id == agent_id, QueueEntry.status == "wrap_up"
+                    QueueEntry.agent_id == agent_id,
+                    QueueEntry.status == "wrap_up",
+                    # a chat's wrap-up is its own, however the agent's call ends
+                    QueueEntry.media == VOICE,
                 )
             )
         ).all()
@@ -770,72 +701,6 @@ class QueueService(CallRecords, QueueFigures):
             await self._publish({"type": "queue_changed", "queue": queue})
         if moved:
             self._changed()
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    async def _entry_for_update(self, session: AsyncSession, entry_id: str) -> QueueEntry:
-        entry = await session.get(QueueEntry, entry_id, with_for_update=True)
-        if entry is None:
-            raise QueueError("no such queue entry", status=404)
-        return entry
-
-    async def _offer_for_update(
-        self, session: AsyncSession, entry_id: str, agent_id: int
-    ) -> tuple[QueueEntry, Agent]:
-        """The entry, still offered to this agent, and the agent, both locked (entry first,
-        the order every transaction here takes them in)."""
-        entry = await self._entry_for_update(session, entry_id)
-        if entry.status != "offered" or entry.offered_to != agent_id:
-            raise QueueError("this call is no longer offered to you")
-        return entry, await self._agent_for_update(session, agent_id)
-
-    async def _agent_for_update(self, session: AsyncSession, agent_id: int) -> Agent:
-        agent = await session.get(Agent, agent_id, with_for_update=True)
-        if agent is None:
-            raise QueueError("no such agent", status=404)
-        return agent
-
-    @staticmethod
-    def _requeue(entry: QueueEntry) -> None:
-        # Back at its place: the original enqueue time and priority are kept.
-        entry.status = "waiting"
-        entry.offered_to = None
-        entry.offered_at = None
-        entry.offer_expires_at = None
-
-    @staticmethod
-    def _set_state(
-        session: AsyncSession,
-        agent: Agent,
-        state: str,
-        now: dt.datetime,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        agent.state = state
-        agent.state_since = now
-        session.add(AgentStateChange(agent_id=agent.id, state=state, at=now, reason=reason))
-
-    @staticmethod
-    async def _decide_offer(
-        session: AsyncSession, entry_id: str, agent_id: int, outcome: str, now: dt.datetime
-    ) -> None:
-        offer = await session.scalar(
-            select(Offer)
-            .where(Offer.entry_id == entry_id, Offer.agent_id == agent_id, Offer.outcome.is_(None))
-            .order_by(Offer.id.desc())
-            .limit(1)
-        )
-        if offer is not None:
-            offer.outcome = outcome
-            offer.decided_at = now
-
-    async def _publish_state(self, agent_id: int, state: str, *, reason: str | None = None) -> None:
-        if state == "available":
-            self._changed()
-        await self._publish(
-            {"type": "agent_state", "agent_id": agent_id, "state": state, "reason": reason}
-        )
 
 
 __all__ = [

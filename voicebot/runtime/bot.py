@@ -21,15 +21,34 @@ from voicebot.engine.dialogue import DialogueEngine
 from voicebot.engine.state import CallState
 from voicebot.flows.loader import LoadedBot, load_bot
 from voicebot.flows.schema import BotDefinition, Intent
-from voicebot.handoff.packet import CallerInfo
+from voicebot.handoff.packet import CallerInfo, PastContact
 from voicebot.handoff.sinks import HandoffSink, JsonlHandoffSink
 from voicebot.knowledge.base import EmptyKnowledge, KnowledgeBase
+from voicebot.nlu.intents import IntentDefinition, IntentSpec
+from voicebot.nlu.language import LanguageDetector
 from voicebot.runtime.call import CallRuntime
 
 logger = logging.getLogger("voicebot.runtime")
 
 
-def build_classifier(settings: Settings, intents: Mapping[str, Intent]) -> tuple[Classifier, str]:
+def intent_specs(
+    intents: Mapping[str, Intent], language: str, default: str
+) -> dict[str, IntentDefinition]:
+    """The intents as one language's classifier sees them: that language's examples (a plain
+    list is the default language's). The description, written in the default language, only
+    helps that language; an intent with nothing in a language is left out of its classifier."""
+    specs: dict[str, IntentDefinition] = {}
+    for name, intent in intents.items():
+        examples = intent.examples_for(language, default)
+        description = intent.description if language == default else None
+        if examples or description:
+            specs[name] = IntentDefinition(examples=examples, description=description)
+    return specs
+
+
+def build_classifier(
+    settings: Settings, intents: Mapping[str, IntentSpec]
+) -> tuple[Classifier, str]:
     """The embedding classifier, or the keyword one (with a warning) when no model is found."""
     from voicebot.nlu.embedder import EmbeddingModelMissing
     from voicebot.nlu.intents import build_intent_classifier
@@ -52,8 +71,32 @@ def build_brain(
 ) -> Brain:
     """The offline brain, or the LLM brain (with the offline one as its fallback) when an LLM
     is configured."""
-    classifier, label = build_classifier(settings, definition.intents)
-    offline = OfflineBrain(classifier, intents=definition.intents, label=label)
+    languages = definition.bot.spoken_languages
+    default = languages[0]
+    classifier, label = build_classifier(
+        settings, intent_specs(definition.intents, default, default)
+    )
+    classifiers: dict[str, Classifier] = {default: classifier}
+    for language in languages[1:]:
+        specs = intent_specs(definition.intents, language, default)
+        if specs:
+            classifiers[language] = build_classifier(settings, specs)[0]
+    detector = LanguageDetector(
+        languages,
+        examples={
+            language: [
+                e for i in definition.intents.values() for e in i.examples_for(language, default)
+            ]
+            for language in languages
+        },
+    )
+    offline = OfflineBrain(
+        classifier,
+        intents=definition.intents,
+        label=label,
+        classifiers=classifiers,
+        detector=detector,
+    )
     if not settings.llm_configured:
         return offline
     from voicebot.brain.llm import build_llm_brain
@@ -77,6 +120,9 @@ class BotRuntime:
     # The built-in queues' live figures (``queue.<name>.*`` in flows), read before each turn;
     # None when the queues are not running here (chat, tests: flows then see what was set).
     queue_stats: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
+    # The customer's last contacts, (customer id, this call's id) -> newest first, read at call
+    # start (voicebot/history/contacts.py); None without a database here.
+    history: Callable[[str, str], Awaitable[list[PastContact]]] | None = None
 
     @classmethod
     def load(
@@ -100,6 +146,9 @@ class BotRuntime:
         )
         if brain is None:
             brain = build_brain(settings, loaded.definition, knowledge)
+        if knowledge is not None and hasattr(knowledge, "default_language"):
+            # documents that name no language are in the bot's default one
+            knowledge.default_language = loaded.definition.bot.default_language
         engine = DialogueEngine(
             loaded.definition, llm=brain.uses_llm, **({"clock": clock} if clock else {})
         )
@@ -128,10 +177,12 @@ class BotRuntime:
         mocks: Mapping[str, Any] | None = None,
         queues: Mapping[str, Mapping[str, Any]] | None = None,
         offline_actions: bool = False,
+        language: str | None = None,
     ) -> CallRuntime:
         """A new call. ``mocks`` replace named actions; ``offline_actions`` keeps webhooks off
-        the network (conversation tests)."""
-        state = self.engine.new_call(caller=caller, call_id=call_id)
+        the network (conversation tests); ``language`` starts it in one of the bot's languages
+        (a ValueError for any other)."""
+        state = self.engine.new_call(caller=caller, call_id=call_id, language=language)
         if queues:
             state.queues = {name: dict(stats) for name, stats in queues.items()}
         if mocks or offline_actions:

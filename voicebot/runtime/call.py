@@ -11,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from voicebot.channels.identity import customer_of
 from voicebot.engine.events import (
     ActionCompleted,
     BotAction,
@@ -34,7 +35,8 @@ from voicebot.engine.events import (
 )
 from voicebot.engine.state import CallState
 from voicebot.flows import expressions as ex
-from voicebot.handoff.packet import HandoffPacket
+from voicebot.handoff.packet import HandoffPacket, PastContact
+from voicebot.history.contacts import last_contact_view
 
 if TYPE_CHECKING:
     from voicebot.actions.executor import ActionExecutor
@@ -48,6 +50,8 @@ LineSink = Callable[[str], None]
 # Webhook results can start further webhooks; a flow that chains more than this in one turn is
 # looping (its graph check could not see it because the loop goes through results).
 _MAX_FOLLOW_UPS = 50
+# The customer history is one indexed query; a database slower than this must not delay hello.
+HISTORY_TIMEOUT = 1.0
 
 
 @dataclass
@@ -79,6 +83,8 @@ class CallRuntime:
         self.bot = bot
         self.state = state
         self.actions = actions
+        self.customer_id: str | None = None
+        self.past_contacts: list[PastContact] = []
 
     @property
     def ended(self) -> bool:
@@ -86,7 +92,35 @@ class CallRuntime:
 
     async def start(self, on_line: LineSink | None = None) -> Reply:
         await self._look_up_caller()
+        await self._look_up_history()
         return await self._drive(CallStarted(), Reply(on_line=on_line))
+
+    async def _look_up_history(self) -> None:
+        """The customer's last contacts on any channel (``caller.history``, the returning
+        greeting, the packet's ``history``). Slow or failing, the call goes on without them."""
+        caller = self.state.caller
+        found = customer_of(caller, region=self.state.language)
+        if found is None:
+            return
+        self.customer_id = found
+        lookup = self.bot.history
+        if lookup is None:
+            return
+        try:
+            contacts = await asyncio.wait_for(
+                lookup(found, self.state.call_id), timeout=HISTORY_TIMEOUT
+            )
+        except Exception as exc:
+            logger.warning(
+                "customer history unavailable; going on without it",
+                extra={"call_id": self.state.call_id, "detail": type(exc).__name__},
+            )
+            return
+        now = self.bot.local_now()
+        self.past_contacts = list(contacts)
+        self.state.history = [
+            last_contact_view(c, now, language=self.state.language) for c in self.past_contacts
+        ]
 
     async def _look_up_caller(self) -> None:
         """``bot.lookup``: fill in the caller (name, VIP, attributes) before the greeting. A
@@ -164,6 +198,15 @@ class CallRuntime:
 
     async def silence(self, seconds: float, on_line: LineSink | None = None) -> Reply:
         return await self._drive(Silence(seconds), Reply(on_line=on_line))
+
+    async def give_up(self, reason: str, on_line: LineSink | None = None) -> Reply:
+        """Hand off now, for something the channel cannot do (a chat at a keypad-only step):
+        the engine's technical handoff, with ``reason`` on the packet."""
+        reply = Reply(on_line=on_line)
+        if not self.state.ended:
+            await self._perform(self.bot.engine.fail(self.state, reason), reply, follow_ups=False)
+            self.bot.brain.end_call(self.state)
+        return reply
 
     @staticmethod
     def _speaker(reply: Reply) -> Callable[[str], None]:
@@ -251,10 +294,17 @@ class CallRuntime:
                 tags=action.tags,
                 min_score=action.min_score,
                 today=self.bot.local_now().date(),
+                **self._language_filter(),
             )
         except Exception:
             logger.exception("knowledge search failed", extra={"call_id": self.state.call_id})
             return KnowledgeAnswered(text=None, score=0.0)
+
+    def _language_filter(self) -> dict[str, str]:
+        """A bot of several languages answers from the documents in the call's language."""
+        if self.bot.loaded.definition.bot.multilingual:
+            return {"language": self.state.language}
+        return {}
 
     async def _deliver(self, packet: HandoffPacket) -> HandoffPacket:
         try:
@@ -264,8 +314,11 @@ class CallRuntime:
                 "summary failed; keeping the assembled one", extra={"call_id": self.state.call_id}
             )
             summary = None
-        if summary:
-            packet = packet.model_copy(update={"summary": summary})
+        update: dict[str, Any] = {"summary": summary} if summary else {}
+        if self.customer_id and not packet.customer_id:
+            update |= {"customer_id": self.customer_id, "history": list(self.past_contacts)}
+        if update:
+            packet = packet.model_copy(update=update)
             self.state.handoff = packet
         try:
             await self.bot.handoffs.deliver(packet)

@@ -38,6 +38,7 @@ from voicebot.engine.steps import (
 from voicebot.flows.schema import BotDefinition
 from voicebot.speech import vocabulary
 from voicebot.speech.shared_vad import PublishingVAD, VadEvents
+from voicebot.speech.tts.languages import LanguageTTS, VoiceChoice
 from voicebot.speech.tts.prompt_cache import PromptCacheTTS
 from voicebot.speech.turn.smart_turn import VAD_MIN_SILENCE, SmartTurnDetector, SmartTurnModel
 
@@ -70,8 +71,18 @@ class SpeechStack:
     prompts: list[str] = field(default_factory=list)
     stt_for_call: SttFactory | None = None
     turn_model: SmartTurnModel | None = None
+    # a bot of several languages: the default language (``cache`` speaks it), and a prompt
+    # cache over its own synthesiser, with its own fixed lines, for each further language
+    language: str = ""
+    voices: dict[str, PromptCacheTTS] = field(default_factory=dict)
+    voice_prompts: dict[str, list[str]] = field(default_factory=dict)
 
-    def for_call(self) -> CallSpeech:
+    def for_call(
+        self,
+        language: Callable[[], str] | None = None,
+        *,
+        on_switch: Callable[[VoiceChoice], None] | None = None,
+    ) -> CallSpeech:
         """Plugin objects for one call, over the models this stack loaded once.
 
         A livekit session subscribes to its plugins' ``metrics_collected`` and ``error``
@@ -80,28 +91,45 @@ class SpeechStack:
         kept 20 calls from running in real time), and one call's TTS failure reported to all.
         The objects made here are thin: the VAD's ONNX session, the recogniser's decoders or
         model, the prompt cache and the synthesiser behind it stay shared.
+
+        ``language`` (read before each synthesis: the call's language now) makes the call's
+        TTS speak each reply with that language's voice; ``on_switch`` hears when it changes.
         """
         events = VadEvents()
         vad = PublishingVAD(self.vad, events)
         stt = self.stt_for_call(vad, events) if self.stt_for_call else self.stt
-        tts = lk_tts.StreamAdapter(
-            tts=self.cache.for_call(), sentence_tokenizer=tokenize.blingfire.SentenceTokenizer()
-        )
+        tts: lk_tts.TTS[Any] = _streaming(self.cache.for_call())
+        if self.voices and language is not None:
+            per_language = {self.language: tts}
+            per_language.update({lang: _streaming(c.for_call()) for lang, c in self.voices.items()})
+            tts = LanguageTTS(per_language, language, default=self.language, on_switch=on_switch)
         turn = self.turn_model.detector() if self.turn_model is not None else None
         return CallSpeech(vad=vad, stt=stt, tts=tts, turn=turn)
 
     async def prefill(self) -> int:
-        """Synthesise the fixed prompts (call once, before taking calls)."""
-        return await self.cache.prefill(self.prompts)
+        """Synthesise the fixed prompts (call once, before taking calls), each language's with
+        its own voice."""
+        count = await self.cache.prefill(self.prompts)
+        for language, cache in self.voices.items():
+            count += await cache.prefill(self.voice_prompts.get(language, []))
+        return count
 
     def describe(self) -> str:
         return ", ".join(f"{k}: {v}" for k, v in self.labels.items())
 
     async def aclose(self) -> None:
         await self.tts.aclose()
+        for cache in self.voices.values():
+            await cache.aclose()
         await self.stt.aclose()
         if self.turn_model is not None:
             self.turn_model.close()
+
+
+def _streaming(cache: PromptCacheTTS) -> lk_tts.StreamAdapter:
+    return lk_tts.StreamAdapter(
+        tts=cache, sentence_tokenizer=tokenize.blingfire.SentenceTokenizer()
+    )
 
 
 def load_vad(settings: Settings, *, min_silence: float | None = None) -> silero.VAD:
@@ -172,10 +200,36 @@ async def edge_reachable(voice: str, wait: float = 3.0) -> bool:
     return False
 
 
+def language_voice(settings: Settings, definition: BotDefinition, language: str) -> str | None:
+    """The voice named for ``language``: ``bot.voices``, else (the default language only)
+    VOICEBOT_TTS_VOICE or ``bot.voice``. None: espeak-ng picks one for the language."""
+    bot = definition.bot
+    if language in bot.voices:
+        return bot.voices[language]
+    if language == bot.default_language:
+        return settings.tts_voice or bot.voice
+    return None
+
+
 def build_tts(
-    settings: Settings, definition: BotDefinition, *, edge_ok: bool
+    settings: Settings,
+    definition: BotDefinition,
+    *,
+    edge_ok: bool,
+    language: str | None = None,
 ) -> tuple[lk_tts.TTS[Any], str]:
-    voice = settings.tts_voice or definition.bot.voice
+    """The synthesiser for ``language`` (default: the bot's). A language with no voice named
+    for it speaks through espeak-ng (offline, every declared language it has); Edge needs a
+    named voice, Piper a voice file in that language (docs/languages.md)."""
+    language = language or definition.bot.default_language
+    voice = language_voice(settings, definition, language)
+    if voice is None:
+        from voicebot.speech.tts.espeak import EspeakTTS
+
+        engine = EspeakTTS.from_voice_name(
+            None, language, rate=settings.tts_rate, pitch=settings.tts_pitch
+        )
+        return engine, f"espeak-ng ({engine.model}, offline)"
     if settings.tts == "edge" or (settings.tts == "auto" and edge_ok):
         from voicebot.speech.tts.edge import EdgeTTS
         from voicebot.speech.tts.espeak import EspeakTTS
@@ -184,7 +238,7 @@ def build_tts(
             voice=voice or "en-US-AriaNeural", rate=settings.tts_rate, pitch=settings.tts_pitch
         )
         offline = EspeakTTS.from_voice_name(
-            voice, definition.bot.language, rate=settings.tts_rate, pitch=settings.tts_pitch
+            voice, language, rate=settings.tts_rate, pitch=settings.tts_pitch
         )
         # the fallback adapter switches to espeak-ng when the service stops answering mid-call
         adapter = lk_tts.FallbackAdapter([edge, offline])
@@ -192,10 +246,10 @@ def build_tts(
     from voicebot.speech.tts.espeak import EspeakTTS
 
     engine = EspeakTTS.from_voice_name(
-        voice, definition.bot.language, rate=settings.tts_rate, pitch=settings.tts_pitch
+        voice, language, rate=settings.tts_rate, pitch=settings.tts_pitch
     )
     if settings.tts in ("auto", "piper"):
-        piper = _load_piper(settings, definition.bot.language)
+        piper = _load_piper(settings, language)
         if piper is not None:
             # espeak-ng takes over a sentence Piper fails on or is too slow for
             adapter = lk_tts.FallbackAdapter([piper[0], engine])
@@ -249,17 +303,31 @@ async def build_speech(settings: Settings, definition: BotDefinition) -> SpeechS
     synthesiser, tts_label = await asyncio.to_thread(
         build_tts, settings, definition, edge_ok=edge_ok
     )
-    cache = PromptCacheTTS(
-        synthesiser,
-        disk_dir=settings.data_dir / "tts-cache" if settings.prompt_cache else None,
-        identity=f"{tts_label}|{settings.tts_rate}|{settings.tts_pitch}",
-    )
-    streaming = lk_tts.StreamAdapter(
-        tts=cache, sentence_tokenizer=tokenize.blingfire.SentenceTokenizer()
-    )
+    cache = _prompt_cache(settings, synthesiser, tts_label)
+    streaming = _streaming(cache)
+    bot = definition.bot
+    # one language: every fixed line; several: each voice caches the lines of its language
+    own = bot.default_language if bot.multilingual else None
     prompts = (
-        vocabulary.static_prompts(definition, extra=_ENGINE_LINES) if settings.prompt_cache else []
+        vocabulary.static_prompts(definition, extra=_ENGINE_LINES, language=own)
+        if settings.prompt_cache
+        else []
     )
+    labels = {"asr": stt_label, "tts": tts_label}
+    voices: dict[str, PromptCacheTTS] = {}
+    voice_prompts: dict[str, list[str]] = {}
+    for language in bot.spoken_languages[1:] if bot.multilingual else []:
+        # built now, not at the first switch: a Piper voice loads for seconds, which a caller
+        # who has just asked for Spanish must not wait through
+        other, label = await asyncio.to_thread(
+            build_tts, settings, definition, edge_ok=edge_ok, language=language
+        )
+        voices[language] = _prompt_cache(settings, other, label)
+        labels[f"tts {language}"] = label
+        if settings.prompt_cache:
+            voice_prompts[language] = vocabulary.static_prompts(
+                definition, extra=_ENGINE_LINES, language=language
+            )
     # Everything loaded so far (the bot, its models, the speech models) lives as long as the
     # process. Left in the collector's oldest generation, each full collection walks all of it:
     # measured 50-145 ms pauses of the event loop with 20 calls, enough to put audio behind.
@@ -270,15 +338,22 @@ async def build_speech(settings: Settings, definition: BotDefinition) -> SpeechS
         stt=recogniser,
         tts=streaming,
         cache=cache,
-        labels={
-            "asr": stt_label,
-            "tts": tts_label,
-            "vad": "silero",
-            "turn": _turn_label(turn_model),
-        },
+        labels={**labels, "vad": "silero", "turn": _turn_label(turn_model)},
         prompts=prompts,
         stt_for_call=stt_for_call,
         turn_model=turn_model,
+        language=bot.default_language,
+        voices=voices,
+        voice_prompts=voice_prompts,
+    )
+
+
+def _prompt_cache(settings: Settings, synthesiser: lk_tts.TTS[Any], label: str) -> PromptCacheTTS:
+    # the label names engine and voice, so each language's lines are kept apart on disk
+    return PromptCacheTTS(
+        synthesiser,
+        disk_dir=settings.data_dir / "tts-cache" if settings.prompt_cache else None,
+        identity=f"{label}|{settings.tts_rate}|{settings.tts_pitch}",
     )
 
 

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from voicebot.flows.schema import BotDefinition
+from voicebot.engine.languages import builtin_line, local_value
+from voicebot.flows.schema import NEUTRAL, BotDefinition
 
 # Keys whose string values are things a caller says: intent examples, menu and choice words.
 # The bot's own prompts are left out: measured on the example bot's test lines, adding them
@@ -72,9 +73,16 @@ GENERIC_SENTENCES = (
 
 
 def spoken_texts(definition: BotDefinition) -> list[str]:
-    """Every line in the flows that a caller might say, without templates."""
+    """Every line in the flows that a caller might say, without templates. In a bot of several
+    languages, the default language's: the recogniser is that language's (docs/languages.md),
+    and other languages' words in its language model only make it hear them ("en el").
+    """
     found: list[str] = []
     dumped = definition.model_dump(by_alias=True, exclude_none=True)
+    bot = definition.bot
+    if bot.multilingual:
+        tags = frozenset([*bot.spoken_languages, NEUTRAL])
+        dumped = _in_language(dumped, bot.default_language, bot.default_language, tags)
     for text in _walk_keys(dumped, _SPOKEN_KEYS, inside=False, caller=True):
         cleaned = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", " ", text)
         if cleaned.strip():
@@ -122,19 +130,38 @@ _PROMPT_KEYS = frozenset(
 )
 
 
-def static_prompts(definition: BotDefinition, extra: Iterable[str] = ()) -> list[str]:
+def static_prompts(
+    definition: BotDefinition, extra: Iterable[str] = (), *, language: str | None = None
+) -> list[str]:
     """The bot's fixed lines (no ``{{ }}``): worth synthesising once, before the first call.
 
     Lines with template markup are left out on purpose: they carry caller data (a balance, a
-    name) that must not sit in a cache.
+    name) that must not sit in a cache. With ``language`` (a bot of several languages), only
+    the lines spoken in that language: text per language gives its version and a plain line
+    its translation, as the engine picks them; each voice caches its own.
     """
     seen: dict[str, None] = {}
     dumped = definition.model_dump(by_alias=True, exclude_none=True)
+    if language is not None:
+        tags = frozenset([*definition.bot.spoken_languages, NEUTRAL])
+        dumped = _in_language(dumped, language, definition.bot.default_language, tags)
     for text in [*_walk_keys(dumped, _PROMPT_KEYS, inside=False, caller=False), *extra]:
-        line = text.strip()
+        line = text.strip() if language is None else builtin_line(text.strip(), language)
         if line and "{{" not in line and "{%" not in line:
             seen.setdefault(line, None)
     return list(seen)
+
+
+def _in_language(node: Any, language: str, default: str, tags: frozenset[str]) -> Any:
+    """The dumped flows with every per-language mapping (keys all among ``tags``: the bot's
+    languages and ``any``) replaced by its ``language`` value."""
+    if isinstance(node, dict):
+        if node and all(k in tags for k in node):
+            return _in_language(local_value(node, language, default), language, default, tags)
+        return {k: _in_language(v, language, default, tags) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_in_language(item, language, default, tags) for item in node]
+    return node
 
 
 def _walk_keys(node: Any, keys: frozenset[str], *, inside: bool, caller: bool) -> Iterator[str]:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext, JobProcess
 from livekit.agents.worker import ServerOptions
 
+from voicebot.audio.files import CALL_SAMPLE_RATE
 from voicebot.config import Settings
 from voicebot.flows.schema import Hold
 from voicebot.handoff.packet import CallbackRequest, HandoffPacket
@@ -399,6 +400,7 @@ async def _open_queues(runtime: Any) -> QueueService | None:
     settings = runtime.settings
     if not settings.database_url:
         return None
+    from voicebot.history.contacts import history_lookup
     from voicebot.queues.events import bus_for
     from voicebot.queues.service import QueueService
     from voicebot.queues.sink import QueueHandoffSink
@@ -417,6 +419,7 @@ async def _open_queues(runtime: Any) -> QueueService | None:
         default_queue=definition.bot.default_queue,
         offer_timeout=settings.offer_timeout,
         wrap_up_seconds=settings.wrap_up_seconds,
+        max_chats=settings.max_chats,
         anger_threshold=settings.anger_priority_threshold,
     )
     try:
@@ -426,6 +429,7 @@ async def _open_queues(runtime: Any) -> QueueService | None:
     sink = QueueHandoffSink(service, settings.data_dir / "handoff-spool.jsonl")
     runtime.handoffs = _PhoneHandoffs(runtime, sink, runtime.handoffs, service)
     runtime.queue_stats = service.flow_stats
+    runtime.history = history_lookup(db)
     return service
 
 
@@ -437,9 +441,13 @@ async def _wait_in_queue(
     caller: rtc.RemoteParticipant,
     keypad: dict[str, Callable[[str], None]],
     media: Any = None,
+    caller_audio: Callable[[], AsyncIterator[rtc.AudioFrame]] | None = None,
 ) -> str:
     """The caller waits in their room for an agent, who joins it from the desktop. ``media``:
-    the room's audio and permissions (``RoomMedia`` unless a test brings its own)."""
+    the room's audio and permissions (``RoomMedia`` unless a test brings its own);
+    ``caller_audio``: the caller's microphone track, for the live transcript the agent's
+    desktop shows (the caller's track in the room unless a test brings its own)."""
+    from voicebot.assist.transcript import LiveTranscript, TranscribedMedia
     from voicebot.queues.waiting import QueuedCall
     from voicebot.telephony.room_media import RoomMedia
 
@@ -464,6 +472,13 @@ async def _wait_in_queue(
             caller=caller.identity,
             hang_up=hang_up,
             music=music,
+        )
+    if loaded.speech is not None:
+        transcript = LiveTranscript(
+            loaded.speech.stt, queues.bus.publish, entry_id=entry_id, call_id=packet.call_id
+        )
+        media = TranscribedMedia(
+            media, transcript, audio=caller_audio or (lambda: _microphone(caller))
         )
     queued = QueuedCall(entry_id, packet, media, queues, hold=hold)
     keypad["press"] = queued.keys
@@ -496,6 +511,21 @@ async def _wait_in_queue(
         extra={"handoff_id": packet.id, "detail": f"{outcome}: {' > '.join(queued.history)}"},
     )
     return f"queue: {outcome}"
+
+
+async def _microphone(caller: rtc.RemoteParticipant) -> AsyncIterator[rtc.AudioFrame]:
+    """The caller's audio as the recogniser takes it (16 kHz mono)."""
+    stream = rtc.AudioStream.from_participant(
+        participant=caller,
+        track_source=rtc.TrackSource.SOURCE_MICROPHONE,
+        sample_rate=CALL_SAMPLE_RATE,
+        num_channels=1,
+    )
+    try:
+        async for event in stream:
+            yield event.frame
+    finally:
+        await stream.aclose()
 
 
 def _hold_music(bot_dir: Path, name: str | None) -> Path | None:

@@ -33,6 +33,7 @@ from voicebot.handoff.sinks import CallbackHandoffSink
 from voicebot.runtime.bot import BotRuntime
 from voicebot.speech.stack import SpeechStack
 from voicebot.testing.audio_session import AudioTestSession
+from voicebot.testing.chat_session import ChatTestSession
 from voicebot.testing.scripted_model import RecordedRequest, ScriptedModel, ScriptedModelServer
 
 # In conversation tests a scripted model that hangs is given up on after this long.
@@ -165,6 +166,8 @@ class ConversationTestRunner:
             return TestOutcome(
                 test.name, passed=True, position=position, skipped=f"text only: {test.text_only}"
             )
+        if self.audio is not None and test.channel == "chat":
+            return TestOutcome(test.name, passed=True, position=position, skipped="a chat test")
         if test.uses_model:
             async with self._model_lock:
                 return await self._run(test, position)
@@ -196,9 +199,12 @@ class ConversationTestRunner:
             mocks=test.mocks,
             queues={k: v.model_dump() for k, v in test.queues.items()},
             offline_actions=True,
+            language=test.language,
         )
-        session: TextSession | AudioTestSession
-        if self.audio is not None:
+        session: TextSession | AudioTestSession | ChatTestSession
+        if test.channel == "chat":
+            session = ChatTestSession(runtime, call)
+        elif self.audio is not None:
             session = AudioTestSession(
                 runtime,
                 self.audio.speech,
@@ -228,7 +234,14 @@ class ConversationTestRunner:
                 elif step.silence is not None:
                     transcript.append(f"(silence {step.silence:g}s)")
                     pending = self._heard(await session.silence(step.silence), transcript)
+                elif step.choose is not None:
+                    if not isinstance(session, ChatTestSession):  # the schema checks it
+                        raise _Failed(f"{where}: 'choose' needs 'channel: chat'")
+                    transcript.append(f"choose: {step.choose}")
+                    pending = self._heard(await session.choose(step.choose), transcript)
                 elif step.bot is not None:
+                    if step.bot.buttons is not None:
+                        _check_buttons(step.bot.buttons, session, where)
                     pending = self._check_bot(
                         step.bot, pending, where, timed=self.audio is not None
                     )
@@ -320,6 +333,8 @@ class ConversationTestRunner:
     @staticmethod
     def _check_state(expect: Expectation, state: CallState, where: str) -> None:
         problems: list[str] = []
+        if expect.language is not None and state.language != expect.language:
+            problems.append(f"language is {state.language!r}, expected {expect.language!r}")
         if expect.intent is not None and expect.intent not in (state.intent, state.last_intent):
             problems.append(
                 f"intent is {state.last_intent or state.intent!r}, expected {expect.intent!r}"
@@ -354,6 +369,13 @@ class ConversationTestRunner:
             raise _Failed(f"{where}: " + "; ".join(problems))
 
 
+def _check_buttons(wanted: list[str], session: object, where: str) -> None:
+    """``bot: {buttons: [...]}``: the labels of the buttons a chat shows now, in order."""
+    shown = [b.label for b in session.buttons] if isinstance(session, ChatTestSession) else []
+    if [w.lower() for w in wanted] != [s.lower() for s in shown]:
+        raise _Failed(f"{where}: expected the buttons {wanted}, but the chat shows {shown}")
+
+
 def _check_handoff(expected: HandoffExpectation | bool, packet: HandoffPacket | None) -> list[str]:
     if isinstance(expected, bool):
         if expected and packet is None:
@@ -374,6 +396,11 @@ def _check_handoff(expected: HandoffExpectation | bool, packet: HandoffPacket | 
             wanted != actual if key != "reason" else wanted.lower() not in actual.lower()
         ):
             problems.append(f"handoff {key} is {actual!r}, expected {wanted!r}")
+    if expected.language is not None and packet.language != expected.language:
+        problems.append(f"handoff language is {packet.language!r}, expected {expected.language!r}")
+    missing = [s for s in expected.skills or [] if s not in packet.skills]
+    if missing:
+        problems.append(f"handoff skills {packet.skills} lack {missing}")
     return problems
 
 

@@ -465,6 +465,8 @@ class UserChange(BaseModel):
     skills: dict[str, int] | None = None
     active: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)
+    # Chats held at once besides a call; null: back to the default (VOICEBOT_MAX_CHATS).
+    max_chats: int | None = Field(default=None, ge=0, le=20)
 
 
 @router.get("/agents")
@@ -522,6 +524,8 @@ async def change_agent(
             agent.skills = skills
         if body.active is not None:
             agent.active = body.active
+        if "max_chats" in body.model_fields_set:
+            agent.max_chats = body.max_chats
         if password_hash is not None:
             agent.password_hash = password_hash
         view = agent_view(agent)

@@ -1,6 +1,7 @@
 """The agent desktop: the page at ``/desktop``, its WebSocket at ``/api/desktop/ws`` (offers,
 screen pops, states, the live queue view; protocol in docs/desktop.md) and the audio bridge to
-a softphone caller at ``/api/desktop/audio/{entry_id}``.
+a softphone caller at ``/api/desktop/audio/{entry_id}``, and the agent's side of a chat:
+``POST /api/desktop/chats/{entry_id}/messages``.
 
 WebSockets are authenticated with the session cookie and must come from the API's own origin
 (or one in ``VOICEBOT_ALLOWED_ORIGINS``): a page on another site cannot drive an agent's desktop
@@ -15,14 +16,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from voicebot.access.audit import audit
 from voicebot.access.sessions import COOKIE, Principal, SessionExpired, principal_for
+from voicebot.api.deps import Queues, User
 from voicebot.api.desktop_hub import Desktop, DesktopHub, view_signature
 from voicebot.api.routes.contact_centre import audited_accept
 from voicebot.api.security import MessageRate, next_text, socket_origin_allowed
+from voicebot.channels import relay
+from voicebot.channels.conversation import MAX_MESSAGE_CHARS
 from voicebot.queues.service import WRAP_UP_CODES, QueueError, QueueService
 from voicebot.store.models import Agent, QueueEntry
 
@@ -91,6 +96,7 @@ async def desktop_socket(websocket: WebSocket) -> None:
         snapshot = await service.agent_snapshot(agent.id)
         assert snapshot is not None
         current = await service.assignment(snapshot["current"]) if snapshot["current"] else None
+        chats = await _held_chats(hub, service, agent.id)
         views = hub.views_for(desktop, await service.queue_views())
         desktop.last_view = view_signature(views)
         desktop.send(
@@ -99,6 +105,8 @@ async def desktop_socket(websocket: WebSocket) -> None:
                 "agent": snapshot["agent"],
                 "queues": views,
                 "current": current,
+                "chats": chats,
+                "max_chats": service.chat_capacity(agent),
                 "wrap_up_codes": list(WRAP_UP_CODES),
             }
         )
@@ -111,6 +119,22 @@ async def desktop_socket(websocket: WebSocket) -> None:
             await _handle(desktop, principal, service, db, text, ip)
     finally:
         await hub.detach(desktop)
+
+
+async def _held_chats(hub: DesktopHub, service: QueueService, agent_id: int) -> list[Any]:
+    """The agent's chats for the hello (a reconnected desktop reopens its panes); from now on
+    their lines come to this node's hub."""
+    chats = []
+    for entry_id in await service.chats_of(agent_id):
+        chat = await hub.chat_assignment(entry_id, lines=True)
+        if chat is None:
+            continue
+        if chat["status"] != "offered":
+            hub.hold_chat(chat["call_id"], entry_id, agent_id)
+        else:
+            chat.pop("lines", None)
+        chats.append(chat)
+    return chats
 
 
 async def _handle(
@@ -151,10 +175,13 @@ async def _handle(
         elif kind == "start_callback":
             number = await service.start_callback(agent_id, entry_id)
             desktop.send({"type": "callback_started", "entry_id": entry_id, "number": number})
+        elif kind == "chat_typing":
+            call_id, _name = await service.chat_held_by(entry_id, agent_id)
+            await relay.typing(service, call_id, "agent")
         else:
             error(
                 f"unknown message type {kind!r}; expected state, accept, decline, end, wrap_up, "
-                "start_callback or ping"
+                "start_callback, chat_typing or ping"
             )
     except QueueError as exc:
         error(str(exc))
@@ -163,6 +190,51 @@ async def _handle(
         # message, not the agent's desktop.
         logger.exception("desktop message failed", extra={"detail": f"type {kind!r}"[:80]})
         error("the server could not handle that message; try again")
+
+
+class ChatLine(BaseModel):
+    # The bound here only stops a huge body; the limit agents meet is checked below, to say it.
+    text: str = Field(
+        max_length=10 * MAX_MESSAGE_CHARS,
+        description=f"What the agent writes (at most {MAX_MESSAGE_CHARS} characters).",
+    )
+
+
+@router.post(
+    "/api/desktop/chats/{entry_id}/messages",
+    status_code=204,
+    response_class=Response,
+    tags=["agent desktop"],
+    responses={
+        403: {"description": "The chat is another agent's."},
+        404: {"description": "No such chat."},
+        409: {"description": "The chat is not connected (not accepted yet, or over)."},
+        422: {"description": "The message is empty or too long."},
+    },
+)
+async def post_chat_message(
+    entry_id: str, body: ChatLine, request: Request, queues: Queues, who: User
+) -> Response:
+    """The agent's line in a chat they hold: stored in the transcript and sent to the customer
+    (and echoed to the desktop as a ``chat_message``)."""
+    if who.id is None:
+        raise HTTPException(403, detail="only a signed-in agent can write in a chat")
+    text = body.text.strip()
+    if not text:
+        raise HTTPException(422, detail="the message is empty")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise HTTPException(
+            422,
+            detail=f"messages are at most {MAX_MESSAGE_CHARS} characters; this one has {len(text)}",
+        )
+    try:
+        call_id, name = await queues.chat_held_by(entry_id, who.id)
+        await relay.post(queues, call_id, "agent", text, agent_name=name)
+    except QueueError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
+    except relay.RelayError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return Response(status_code=204)
 
 
 @router.websocket("/api/desktop/audio/{entry_id}")

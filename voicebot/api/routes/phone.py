@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketState
 from voicebot.agent.voice_call import VoiceCall
 from voicebot.api.call_legs import CallerLeg, SoftphoneMedia
 from voicebot.api.security import MessageRate, socket_origin_allowed, too_many
+from voicebot.assist.transcript import LiveTranscript, TranscribedMedia
 from voicebot.audio.files import CALL_SAMPLE_RATE
 from voicebot.audio.io import PacedAudioOutput, QueueAudioInput
 from voicebot.flows.schema import Hold
@@ -211,7 +212,13 @@ async def _wait_for_agent(
     async def hang_up() -> None:
         return None  # the wait returns its outcome next, and the line is closed after it
 
-    media = SoftphoneMedia(leg, speech.for_call().tts, hang_up=hang_up)
+    # While the caller talks to the agent, their words reach the agent's desktop too.
+    transcript = LiveTranscript(
+        speech.stt, queues.bus.publish, entry_id=entry_id, call_id=packet.call_id
+    )
+    leg.listener = transcript.push
+    softphone = SoftphoneMedia(leg, speech.for_call().tts, hang_up=hang_up)
+    media = TranscribedMedia(softphone, transcript)
     config = runtime.loaded.definition.queues.get(queue_name)
     queued = QueuedCall(entry_id, packet, media, queues, hold=config.hold if config else Hold())
     leg.on_agent = lambda identity, present: (

@@ -16,7 +16,11 @@ router = APIRouter(prefix="/api/privacy", tags=["privacy"])
 
 
 class EraseRequest(BaseModel):
-    caller: str = Field(min_length=1, max_length=64, description="The caller's number.")
+    caller: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The caller's number, or a customer id (tel:+44..., email:..., site:...).",
+    )
 
 
 @router.post("/erase")

@@ -147,12 +147,22 @@ class LlmBrain:
             # Sensitive answers and confirmations are for the parsers alone.
             return await self.offline.interpret(text, expect, call, now=now)
         anger, score = self.offline.feel(call, text)
-        system = prompt.system_prompt(self.bot, call, expect, now, self._open(now))
+        decision = self.offline.read_language(text, call)
+        # The prompt asks for the language the caller now speaks; the engine records the
+        # change from the interpretation returned (a copy here: the call is the engine's).
+        speaking = call
+        if decision is not None and decision.language != call.language:
+            speaking = replace(call, language=decision.language)
+        system = prompt.system_prompt(self.bot, speaking, expect, now, self._open(now))
         ctx = prompt.conversation(call, system, caller_text=text)
         try:
             understood = await self._converse(ctx, tools, expect, call, now, speak, text)
         except ModelFailed as exc:
             return await self._fallback(exc, text, expect, call, now)
+        if decision is not None:
+            understood = replace(
+                understood, language=decision.language, language_request=decision.requested
+            )
         return replace(understood, anger=anger, sentiment=score)
 
     async def follow_up(

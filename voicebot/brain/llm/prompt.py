@@ -62,6 +62,12 @@ def system_prompt(
         f"Now: {now:%A %d %B %Y, %H:%M} ({'within' if hours_open else 'outside'} opening hours). "
         f"Language: {state.language}."
     )
+    if settings.multilingual:
+        # The flows' prompts are per language; the model's own words must match them.
+        lines.append(
+            f"Always answer the caller in {state.language}, whatever language the documents "
+            f"or these instructions are in. The bot speaks {', '.join(settings.spoken_languages)}."
+        )
     lines.append("Situation: " + _WAITING.get(expect.kind, _WAITING["open"]))
     if state.last_prompt:
         lines.append(f'The bot\'s last question was: "{state.last_prompt}"')

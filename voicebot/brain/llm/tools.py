@@ -132,7 +132,7 @@ class Toolbox:
             seen.add(intent)
             about = self.bot.intents.get(intent)
             description = (about.description if about else None) or f"The caller's {intent}."
-            examples = list(about.examples[:4]) if about else []
+            examples = about.examples_for(None)[:4] if about else []
             if examples:
                 description += " For example: " + "; ".join(f'"{e}"' for e in examples) + "."
             tools.append(

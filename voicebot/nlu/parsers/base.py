@@ -116,15 +116,21 @@ def fail(error: ErrorCode) -> ParseResult:
 
 _APOSTROPHES_RE = re.compile(r"['\u2018\u2019\u02bc`´]")
 _WORD_RE = re.compile(r"[a-z]+|[0-9]+|\+")
+# Combining accents (after NFD): "é" is "e" + U+0301, "ñ" is "n" + U+0303.
+_ACCENTS_RE = re.compile(r"[\u0300-\u036f]")
 
 
 def normalise(text: str) -> str:
     """Fold text to the form the parsers match against.
 
     NFKC turns full-width digits and ligatures into ASCII; apostrophes are dropped so that
-    "don't" and ASR's "dont" are the same token.
+    "don't" and ASR's "dont" are the same token; accents go, so that "sí" and a recogniser's
+    or a hurried typist's "si" are the same word (the word tables are written without them).
     """
     folded = unicodedata.normalize("NFKC", text).lower()
+    if not folded.isascii():
+        decomposed = unicodedata.normalize("NFD", folded)
+        folded = unicodedata.normalize("NFC", _ACCENTS_RE.sub("", decomposed))
     return _APOSTROPHES_RE.sub("", folded)
 
 

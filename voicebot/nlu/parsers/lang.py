@@ -2,15 +2,17 @@
 
 A language is a `Words` table (what callers say) and a region is a `Locale` (how they write
 dates and dial numbers). Adding a language means adding one `Words` table and its `Locale`
-entries here; the parsers only read these tables. Only English exists today.
+entries here; the parsers only read these tables. English and Spanish exist; Spanish covers
+yes/no, numbers and digit strings (docs/languages.md), its date and time words are a start.
+Words are written without accents: the tokenizer folds "sí" to "si" and "mañana" to "manana".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["ENGLISH", "Locale", "Words", "get_locale"]
+__all__ = ["ENGLISH", "SPANISH", "Locale", "Words", "get_locale"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class Words:
     choice_negators: frozenset[str]
     # Words around a bare number answer to a menu: "two please".
     choice_polite: frozenset[str]
+    # One word standing for several, read as those (numbers only): "doscientos" is "dos ciento".
+    compounds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Scale words that mean one of themselves with no number before them: "mil" is 1000.
+    bare_scales: frozenset[str] = frozenset()
 
 
 _UNITS = {
@@ -238,6 +244,152 @@ ENGLISH = Words(
 )
 
 
+# Spanish, without accents (the tokenizer folds them). "y" is a filler: "treinta y dos" is read
+# as "treinta dos", which the number readers already know as 32.
+_ES_UNITS = {
+    "cero": 0, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5,
+    "seis": 6, "siete": 7, "ocho": 8, "nueve": 9,
+}  # fmt: skip
+# 10-29 are one word each in Spanish ("veintidos"), read as a single value like English teens.
+_ES_TEENS = {
+    "diez": 10, "once": 11, "doce": 12, "trece": 13, "catorce": 14, "quince": 15,
+    "dieciseis": 16, "diecisiete": 17, "dieciocho": 18, "diecinueve": 19,
+    "veintiuno": 21, "veintiun": 21, "veintiuna": 21, "veintidos": 22, "veintitres": 23,
+    "veinticuatro": 24, "veinticinco": 25, "veintiseis": 26, "veintisiete": 27,
+    "veintiocho": 28, "veintinueve": 29,
+}  # fmt: skip
+_ES_TENS = {
+    "veinte": 20, "treinta": 30, "cuarenta": 40, "cincuenta": 50,
+    "sesenta": 60, "setenta": 70, "ochenta": 80, "noventa": 90,
+}  # fmt: skip
+_ES_HUNDREDS = {
+    "doscientos": "dos", "trescientos": "tres", "cuatrocientos": "cuatro",
+    "quinientos": "cinco", "seiscientos": "seis", "setecientos": "siete",
+    "ochocientos": "ocho", "novecientos": "nueve",
+}  # fmt: skip
+_ES_COMPOUNDS = {
+    **{word: (unit, "ciento") for word, unit in _ES_HUNDREDS.items()},
+    **{word[:-2] + "as": (unit, "ciento") for word, unit in _ES_HUNDREDS.items()},
+}
+_ES_ORDINALS = {
+    "primero": 1, "primer": 1, "primera": 1, "segundo": 2, "segunda": 2, "tercero": 3,
+    "tercer": 3, "tercera": 3, "cuarta": 4, "quinto": 5, "quinta": 5, "sexto": 6, "sexta": 6,
+    "septimo": 7, "septima": 7, "octavo": 8, "octava": 8, "noveno": 9, "novena": 9,
+    "decimo": 10, "decima": 10,
+}  # fmt: skip
+_ES_MONTHS = {
+    "enero": 1, "febrero": 2, "marzo": 3, "abril": 4, "mayo": 5, "junio": 6, "julio": 7,
+    "agosto": 8, "septiembre": 9, "setiembre": 9, "octubre": 10, "noviembre": 11,
+    "diciembre": 12,
+}  # fmt: skip
+_ES_WEEKDAYS = {
+    "lunes": 0, "martes": 1, "miercoles": 2, "jueves": 3, "viernes": 4, "sabado": 5,
+    "domingo": 6,
+}  # fmt: skip
+
+_ES_YES = (
+    "si", "si si", "si por favor", "si claro", "claro", "claro que si", "vale", "vale vale",
+    "de acuerdo", "correcto", "es correcto", "eso es", "exacto", "exactamente", "por supuesto",
+    "desde luego", "perfecto", "bien", "muy bien", "esta bien", "afirmativo", "efectivamente",
+    "asi es", "cierto", "adelante", "venga", "dale", "ok", "okay", "sin problema",
+    "como no", "confirmo", "confirmado", "eso mismo", "justo", "sale",
+)  # fmt: skip
+
+_ES_NO = (
+    "no", "no gracias", "no es correcto", "no esta bien", "eso no", "claro que no",
+    "por supuesto que no", "para nada", "de ninguna manera", "en absoluto", "incorrecto",
+    "negativo", "nunca", "jamas", "ni hablar", "mal", "cancelar", "tampoco", "no es eso",
+)  # fmt: skip
+
+_ES_UNSURE = (
+    "no se", "no lo se", "no estoy seguro", "no estoy segura", "quizas", "quiza", "tal vez",
+    "a lo mejor", "puede ser", "espere", "un momento", "ni idea", "depende", "no sabria decir",
+)  # fmt: skip
+
+SPANISH = Words(
+    units=_ES_UNITS,
+    weak_units=frozenset(),
+    teens=_ES_TEENS,
+    tens=_ES_TENS,
+    hundred=frozenset({"cien", "ciento"}),
+    scales={"mil": 1_000, "millon": 1_000_000, "millones": 1_000_000},
+    repeaters={"doble": 2, "triple": 3},
+    fillers=frozenset({"eh", "em", "mm", "hmm", "ah", "pues", "este", "y"}),
+    digit_joiners=frozenset(),
+    # "un" is a number only in "un millon"; alone it is "a"
+    articles=frozenset({"un", "una"}),
+    minus=frozenset({"menos"}),
+    point=frozenset({"coma", "punto"}),
+    half=frozenset({"medio", "media"}),
+    quarter=frozenset({"cuarto"}),
+    quarters=frozenset({"cuartos"}),
+    currency_major=frozenset({"euro", "euros", "libra", "libras", "dolar", "dolares"}),
+    currency_minor=frozenset({"centimo", "centimos", "penique", "peniques", "centavo", "centavos"}),
+    ordinals=_ES_ORDINALS,
+    ordinal_suffixes=frozenset({"o", "a", "er"}),
+    last=frozenset({"ultimo", "ultima"}),
+    position_words=frozenset({"numero", "opcion", "pulse", "pulsar"}),
+    months=_ES_MONTHS,
+    weekdays=_ES_WEEKDAYS,
+    date_connectors=frozenset({"el", "de", "del"}),
+    relative_days={
+        ("pasado", "manana"): 2,
+        ("antes", "de", "ayer"): -2,
+        ("anteayer",): -2,
+        ("hoy",): 0,
+        ("esta", "noche"): 0,
+        ("manana",): 1,
+        ("ayer",): -1,
+    },
+    next_words=frozenset({"proximo", "proxima", "siguiente"}),
+    previous_words=frozenset({"pasado", "pasada", "anterior"}),
+    week=frozenset({"semana"}),
+    in_words=frozenset({"en"}),
+    ago_words=frozenset(),
+    from_now=("desde", "hoy"),
+    day_units={"dia": 1, "dias": 1, "semana": 7, "semanas": 7},
+    month_units=frozenset({"mes", "meses"}),
+    year_units=frozenset({"ano", "anos"}),
+    fortnight=frozenset({"quincena"}),
+    noon=frozenset({"mediodia"}),
+    midnight=frozenset({"medianoche"}),
+    past_words=frozenset(),
+    to_words=frozenset({"menos"}),
+    minute_words=frozenset({"minuto", "minutos"}),
+    hour_words=frozenset({"hora", "horas"}),
+    oclock=(("en", "punto"),),
+    am=frozenset({"am"}),
+    pm=frozenset({"pm"}),
+    morning=frozenset({"madrugada"}),
+    afternoon=frozenset({"tarde"}),
+    night=frozenset({"noche"}),
+    time_anchors=frozenset({"a", "las", "la", "sobre", "hacia", "para", "desde", "antes"}),
+    yes_phrases=_ES_YES,
+    no_phrases=_ES_NO,
+    unsure_phrases=_ES_UNSURE,
+    negators=frozenset({"ni"}),
+    plus=frozenset({"mas", "+"}),
+    email_at=(("arroba",),),
+    email_symbols={
+        ("punto",): ".",
+        ("guion", "bajo"): "_",
+        ("barra", "baja"): "_",
+        ("guion",): "-",
+        ("mas",): "+",
+        ("puntocom",): ".com",
+    },
+    email_lead_in=frozenset(
+        {"es", "mi", "el", "correo", "email", "direccion", "si", "vale", "pues", "seria"}
+    ),
+    email_double=frozenset({"doble"}),
+    email_case_words=frozenset({"mayuscula", "minuscula"}),
+    choice_negators=frozenset({"no", "sin", "excepto", "menos"}),
+    choice_polite=frozenset({"por", "favor", "gracias", "el", "la", "es", "seria"}),
+    compounds=_ES_COMPOUNDS,
+    bare_scales=frozenset({"mil"}),
+)
+
+
 @dataclass(frozen=True)
 class Locale:
     """Regional conventions: date order and how phone numbers are dialled."""
@@ -277,6 +429,27 @@ _LOCALES: dict[str, Locale] = {
         intl_prefixes=("011",),
         national_lengths=(10,),
         bare_national_ok=True,
+    ),
+    "es-es": Locale(
+        code="es-ES",
+        words=SPANISH,
+        day_first=True,
+        calling_code="34",
+        trunk_prefix="",  # Spain has none: national numbers are the nine digits
+        intl_prefixes=("00",),
+        national_lengths=(9,),
+        bare_national_ok=True,
+    ),
+    # Any other Spanish region: no assumed country for phone numbers.
+    "es": Locale(
+        code="es",
+        words=SPANISH,
+        day_first=True,
+        calling_code=None,
+        trunk_prefix="",
+        intl_prefixes=("00",),
+        national_lengths=(),
+        bare_national_ok=False,
     ),
     # Any other English region: day-first dates (the common case outside the US) and no
     # assumed country for phone numbers.

@@ -44,7 +44,11 @@ def number_tokens(text: str, words: Words) -> list[str]:
     folded = _THOUSANDS_SEP_RE.sub("", normalise(text))
     folded = _THOUSANDS_SUFFIX_RE.sub(_expand_thousands, folded)
     folded = folded.replace("\u2212", _MINUS_SIGN)
-    return [t for t in _NUMBER_TOKEN_RE.findall(folded) if t not in words.fillers]
+    tokens: list[str] = []
+    for tok in _NUMBER_TOKEN_RE.findall(folded):
+        if tok not in words.fillers:
+            tokens.extend(words.compounds.get(tok, (tok,)))
+    return tokens
 
 
 def _tidy(value: float) -> Number:
@@ -95,6 +99,8 @@ def _cardinal(toks: list[str], words: Words) -> int | None:
             last = "hundred"
         elif tok in words.scales:
             scale = words.scales[tok]
+            if cur == 0 and tok in words.bare_scales and last in ("", "scale"):
+                cur, last = 1, "unit"  # "mil" alone, "dos millones mil"
             if last in ("", "and", "scale") or scale >= last_scale or cur == 0:
                 return None
             total, cur, last_scale, last = total + cur * scale, 0, scale, "scale"
@@ -247,6 +253,7 @@ def _is_core(tok: str, words: Words) -> bool:
         or tok in words.teens
         or tok in words.tens
         or tok in words.hundred
+        or tok in words.bare_scales
         or tok in words.half
         or tok in words.quarter
         or (words.units.get(tok) == 0 and tok not in words.weak_units)

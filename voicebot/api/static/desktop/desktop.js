@@ -36,7 +36,6 @@
   const TRANSIENT_BANNER_MS = 8000;
   const NOTICE_MS = 7000;
   const MAX_QUEUE_ROWS = 10;
-  const ANGRY = 0.6;
   const SOUND_KEY = "voicebot.desktop.sound";
 
   const STATE_LABELS = {
@@ -47,10 +46,9 @@
     busy: "On a call",
     wrap_up: "Wrap-up",
   };
-  const ROLE_LABELS = { caller: "Caller", bot: "Bot", keypad: "Keypad", event: "Event" };
 
   const {
-    el, svg, parseTime, num, fmtDuration, fmtClock, humanize, display, percent, errorDetail,
+    el, parseTime, num, fmtDuration, humanize, display, errorDetail,
   } = window.voicebotUI;
 
   const $ = (id) => document.getElementById(id);
@@ -112,6 +110,8 @@
     popQueue: $("pop-queue"),
     popWaited: $("pop-waited"),
     popLanguage: $("pop-language"),
+    popChannel: $("pop-channel"),
+    popHistory: $("pop-history"),
     popReason: $("pop-reason"),
     popCallbackRow: $("pop-callback-row"),
     popCallback: $("pop-callback"),
@@ -228,6 +228,7 @@
     takenOverHere = false;
     control.close();
     clearWork();
+    emit("reset", null);
     desktop.user = null;
     desktop.state = null;
     desktop.connected = false;
@@ -319,6 +320,7 @@
   function takenOver() {
     takenOverHere = true;
     clearWork();
+    emit("reset", null);
     clearTimeout(noticeTimer);
     ui.notice.hidden = true;
     ui.desktop.inert = true;
@@ -350,6 +352,11 @@
 
   function handleMessage(message) {
     if (typeof message.server_time === "string") noteServerTime(parseTime(message.server_time));
+    handleCoreMessage(message);
+    emit(message.type, message);
+  }
+
+  function handleCoreMessage(message) {
     switch (message.type) {
       case "hello": return onHello(message);
       case "state": return onState(message);
@@ -710,200 +717,39 @@
   }
 
   // ======================================================================================
-  // the screen pop
+  // the screen pop (rendered by screenpop.js)
   // ======================================================================================
 
+  const popRefs = {
+    root: ui.offer,
+    callerName: ui.popCallerName,
+    callerNumber: ui.popCallerNumber,
+    vip: ui.popVip,
+    verified: ui.popVerified,
+    attributes: ui.popAttributes,
+    priority: ui.popPriority,
+    kind: ui.popKind,
+    intent: ui.popIntent,
+    queue: ui.popQueue,
+    channel: ui.popChannel,
+    language: ui.popLanguage,
+    reason: ui.popReason,
+    callbackRow: ui.popCallbackRow,
+    callback: ui.popCallback,
+    flowRow: ui.popFlowRow,
+    flow: ui.popFlow,
+    summary: ui.popSummary,
+    history: ui.popHistory,
+    slots: ui.popSlots,
+    sentiment: ui.popSentiment,
+    sources: ui.popSources,
+    transcript: ui.popTranscript,
+  };
+
   function fillPop(a) {
-    const p = a.packet && typeof a.packet === "object" ? a.packet : {};
-    const caller = p.caller && typeof p.caller === "object" ? p.caller : {};
-    const isCallback = a.kind === "callback";
-
-    ui.popCallerName.textContent = caller.name || "Unknown caller";
-    ui.popCallerNumber.textContent = caller.number || (caller.name ? "" : "number withheld");
-    ui.popVip.hidden = !caller.vip;
-    ui.offer.classList.toggle("is-vip", !!caller.vip);
-    ui.popVerified.textContent = p.verified ? "✓ Verified" : "Not verified";
-    ui.popVerified.dataset.verified = p.verified ? "true" : "false";
-    fillAttributes(caller.attributes);
-
-    const priority = String(a.priority || p.priority || "normal");
-    ui.popPriority.textContent = `${humanize(priority)} priority`;
-    ui.popPriority.dataset.priority = priority;
-    ui.popPriority.title = num(a.priority_score) !== null ? `Priority score ${a.priority_score}` : "";
-    ui.popKind.textContent = isCallback ? "Callback" : "";
-
-    const intent = p.intent && typeof p.intent === "object" ? p.intent : null;
-    ui.popIntent.replaceChildren();
-    if (intent && intent.name) {
-      ui.popIntent.append(String(intent.name));
-      const confidence = percent(intent.confidence);
-      if (confidence) ui.popIntent.append(el("span", { cls: "confidence", text: confidence }));
-    } else {
-      ui.popIntent.textContent = "Unknown";
-    }
-    ui.popQueue.textContent = a.queue || p.queue || "—";
-    ui.popLanguage.textContent = p.language || "—";
-    ui.popReason.textContent = p.reason || "—";
-
-    const callbackNumber = a.callback_number || (p.callback && p.callback.number) || null;
-    ui.popCallbackRow.hidden = !(isCallback || callbackNumber);
-    if (!ui.popCallbackRow.hidden) {
-      const requested = p.callback ? toLocal(p.callback.requested_at) : NaN;
-      ui.popCallback.textContent = (callbackNumber || "no number given")
-        + (Number.isFinite(requested) ? ` (requested ${new Date(requested).toLocaleString()})` : "");
-    }
-    const flow = [p.flow, p.step].filter(Boolean).join(" › ");
-    ui.popFlowRow.hidden = flow === "";
-    ui.popFlow.textContent = flow;
-
-    ui.popSummary.textContent = p.summary || "No summary.";
-    fillSlots(p.slots);
-    fillSentiment(p.sentiment);
-    fillSources(p.sources);
-    fillTranscript(p.transcript);
-  }
-
-  function fillAttributes(attributes) {
-    ui.popAttributes.replaceChildren();
-    const entries = attributes && typeof attributes === "object" ? Object.entries(attributes) : [];
-    for (const [key, value] of entries) {
-      ui.popAttributes.appendChild(el("div", {}, [
-        el("dt", { text: humanize(key) }),
-        el("dd", { text: display(value) }),
-      ]));
-    }
-    ui.popAttributes.hidden = entries.length === 0;
-  }
-
-  function fillSlots(slots) {
-    const entries = slots && typeof slots === "object" ? Object.entries(slots) : [];
-    if (entries.length === 0) {
-      ui.popSlots.replaceChildren(el("p", { cls: "empty", text: "No details collected." }));
-      return;
-    }
-    const body = el("tbody");
-    for (const [name, value] of entries) {
-      body.appendChild(el("tr", {}, [
-        el("th", { text: humanize(name), attrs: { scope: "row", title: name } }),
-        el("td", { text: display(value) }),
-      ]));
-    }
-    ui.popSlots.replaceChildren(el("table", { cls: "kv" }, [
-      el("caption", { cls: "visually-hidden", text: "Details the bot collected" }),
-      body,
-    ]));
-  }
-
-  function fillSentiment(sentiment) {
-    const box = ui.popSentiment;
-    box.replaceChildren();
-    box.classList.remove("angry");
-    if (!sentiment || typeof sentiment !== "object") {
-      box.appendChild(el("p", { cls: "empty", text: "No sentiment data." }));
-      return;
-    }
-    const anger = num(sentiment.anger);
-    const score = num(sentiment.score);
-    const trend = Array.isArray(sentiment.trend) ? sentiment.trend.filter((v) => num(v) !== null) : [];
-    const angry = anger !== null && anger > ANGRY;
-    box.classList.toggle("angry", angry);
-
-    if (trend.length > 0) box.appendChild(sparkline(trend));
-    else box.appendChild(el("p", { cls: "empty", text: "No trend yet." }));
-
-    const figures = el("div", { cls: "sentiment-figures" });
-    if (anger !== null) {
-      figures.appendChild(el("span", {}, [
-        document.createTextNode("Anger "),
-        el("span", { cls: "anger-value", text: `${anger.toFixed(2)}${angry ? " (high)" : ""}` }),
-      ]));
-    }
-    if (score !== null) {
-      figures.appendChild(el("span", { text: `Score ${score > 0 ? "+" : ""}${score.toFixed(2)}` }));
-    }
-    box.appendChild(figures);
-  }
-
-  // A small line of the trend. Values in [0, 1] or [-1, 1] keep that scale, so a flat line
-  // means the same thing on every call; anything else is fitted to its own range.
-  function sparkline(values) {
-    const width = 140;
-    const height = 40;
-    const padY = 4;
-    let lo = Math.min(...values);
-    let hi = Math.max(...values);
-    if (lo >= -1 && hi <= 1) {
-      lo = lo < 0 ? -1 : 0;
-      hi = 1;
-    } else if (hi === lo) {
-      lo -= 1;
-      hi += 1;
-    }
-    const x = (i) => (values.length === 1 ? width / 2 : 3 + (i * (width - 6)) / (values.length - 1));
-    const y = (v) => padY + (1 - (v - lo) / (hi - lo)) * (height - 2 * padY);
-    const first = values[0];
-    const last = values[values.length - 1];
-    const label = values.length === 1
-      ? `Sentiment: ${last.toFixed(2)}`
-      : `Sentiment trend over ${values.length} points, from ${first.toFixed(2)} to ${last.toFixed(2)}`;
-    const graphic = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
-      "aria-label": label });
-    const title = svg("title");
-    title.textContent = label;
-    graphic.appendChild(title);
-    if (lo < 0 && hi > 0) {
-      graphic.appendChild(svg("line", { class: "baseline", x1: 0, x2: width, y1: y(0), y2: y(0) }));
-    }
-    if (values.length > 1) {
-      const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-      graphic.appendChild(svg("polyline", { class: "spark", points }));
-    }
-    graphic.appendChild(svg("circle", { class: "spark-dot", cx: x(values.length - 1), cy: y(last), r: 3 }));
-    return graphic;
-  }
-
-  function fillSources(sources) {
-    const list = Array.isArray(sources) ? sources.filter((s) => s && typeof s === "object") : [];
-    if (list.length === 0) {
-      ui.popSources.replaceChildren(el("li", { cls: "empty", text: "None: the bot did not use the knowledge base." }));
-      return;
-    }
-    ui.popSources.replaceChildren(...list.map((source) => {
-      const item = el("li");
-      item.appendChild(el("span", { cls: "source-title", text: source.title || source.file || source.id || "Untitled" }));
-      if (source.heading) item.appendChild(el("span", { cls: "source-heading", text: ` › ${source.heading}` }));
-      const score = percent(source.score);
-      const file = [source.file, score ? `match ${score}` : ""].filter(Boolean).join(" · ");
-      if (file) item.appendChild(el("span", { cls: "source-file", text: file }));
-      return item;
-    }));
-  }
-
-  function fillTranscript(lines) {
-    const list = Array.isArray(lines) ? lines.filter((l) => l && typeof l === "object") : [];
-    if (list.length === 0) {
-      ui.popTranscript.replaceChildren(el("li", { cls: "event", text: "No transcript." }));
-      return;
-    }
-    ui.popTranscript.replaceChildren(...list.map((line) => {
-      const role = Object.hasOwn(ROLE_LABELS, line.role) ? line.role : "event";
-      const item = el("li", { cls: role });
-      const meta = el("span", { cls: "line-meta" });
-      meta.append(ROLE_LABELS[role]);
-      const at = lineTime(line.at);
-      if (at) meta.append(` · ${at}`);
-      if (line.intent) meta.appendChild(el("span", { cls: "line-intent", text: String(line.intent) }));
-      item.append(meta, String(line.text ?? ""));
-      return item;
-    }));
+    window.voicebotScreenPop.fill(popRefs, a, { toLocal });
     // The latest words matter most: start at the bottom (once the pop is on screen).
     transcriptToBottom = true;
-  }
-
-  function lineTime(at) {
-    if (typeof at === "number" && Number.isFinite(at)) return `+${fmtDuration(at * 1000)}`;
-    const local = toLocal(at);
-    return Number.isFinite(local) ? fmtClock(local) : "";
   }
 
   // ======================================================================================
@@ -984,7 +830,7 @@
     const waited = num(entry.waited_seconds);
     const waitedCell = el("td", { cls: "num", text: waited !== null ? fmtDuration(waited * 1000) : "—" });
     if (waited !== null && status !== "connected") waitedCell.dataset.since = String(queuesReceivedAt - waited * 1000);
-    const kind = entry.kind === "callback" ? "Callback: " : "";
+    const kind = entry.kind === "callback" ? "Callback: " : (entry.media === "chat" ? "Chat: " : "");
     row.append(
       el("td", { cls: "num", text: display(entry.position) }),
       el("td", { cls: "num", text: `${kind}${entry.caller || "—"}` }),
@@ -1013,6 +859,7 @@
     renderHeader();
     renderWork();
     tick();
+    emit("render", null);
   }
 
   function renderHeader() {
@@ -1695,6 +1542,47 @@
       // already gone
     }
   }
+
+  // ======================================================================================
+  // the desktop's other modules (chat.js, assist.js)
+  // ======================================================================================
+
+  // Modules loaded after this script register for server messages by type ("*" for all);
+  // the core handles its own types first. Local events: "reset" (signed out or taken over: the work is gone),
+  // "render" (after every renderAll).
+  const listeners = new Map();
+
+  function on(type, handler) {
+    if (!listeners.has(type)) listeners.set(type, []);
+    listeners.get(type).push(handler);
+  }
+
+  function emit(type, message) {
+    for (const handler of [...(listeners.get(type) || []), ...(listeners.get("*") || [])]) {
+      try {
+        handler(message);
+      } catch (error) {
+        noteError(`A desktop module failed on ${type}: ${error && error.message ? error.message : error}`);
+      }
+    }
+  }
+
+  window.voicebotDesktop = {
+    on,
+    send,
+    toLocal,
+    announce,
+    noteError,
+    showNotice,
+    showTransientBanner,
+    unlockAudio,
+    chime: () => chime(),
+    sessionExpired: () => sessionExpired(),
+    isConnected: () => desktop.connected,
+    phase: () => phase,
+    current: () => current,
+    state: desktop,
+  };
 
   // ======================================================================================
   // wiring

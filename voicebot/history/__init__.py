@@ -1,0 +1,1 @@
+"""One customer history across channels: a customer's earlier contacts, by customer id."""
