@@ -33,7 +33,7 @@ def voicebot(
 def test_validate_example_bot() -> None:
     done = voicebot("flows", "validate")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ok: 13 flows, 14 intents")
+    assert done.stdout.startswith("ok: 14 flows, 15 intents")
 
 
 def test_validate_reports_every_error_and_exits_1(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.security.conftest import TOKEN, Start, seed
 from tests.security.role_matrix import ROWS
-from voicebot.api.security import content_security_policy
+from voicebot.api.security import FRAMED_PATHS, content_security_policy
 from voicebot.config import Settings
 
 STATIC = Path(__file__).resolve().parents[2] / "voicebot" / "api" / "static"
@@ -106,12 +106,17 @@ def test_every_response_carries_the_security_headers(serve: Start, secure: bool)
         where = f"{answer.request.url.path} ({answer.status_code})"
         statuses.add(answer.status_code)
         csp = headers.get("content-security-policy", "")
-        assert "frame-ancestors 'none'" in csp, where
         script = next(d for d in csp.split("; ") if d.startswith("script-src"))
         assert "'unsafe-inline'" not in script and "'unsafe-eval'" not in script, where
         assert headers["x-content-type-options"] == "nosniff", where
         assert headers["referrer-policy"] == "same-origin", where
-        assert headers["x-frame-options"] == "DENY", where
+        if answer.request.url.path in FRAMED_PATHS:
+            # the web chat, framed by the widget: only by itself and VOICEBOT_CHAT_ORIGINS
+            assert csp.endswith("frame-ancestors 'self'"), where
+            assert "x-frame-options" not in headers, where
+        else:
+            assert "frame-ancestors 'none'" in csp, where
+            assert headers["x-frame-options"] == "DENY", where
         if secure:
             assert headers["strict-transport-security"].startswith("max-age="), where
         else:

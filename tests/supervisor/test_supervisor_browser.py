@@ -804,6 +804,7 @@ def test_reports_show_the_apis_rows_and_download_as_csv(server: BoardServer) -> 
         assert {r["queue"] for r in by_queue["rows"]} <= {
             "billing",
             "care",
+            "care_languages",
             "general",
             "sales",
             "technical",

@@ -279,21 +279,7 @@ class DesktopHub:
 
     async def _send_chat(self, desktop: Desktop, kind: str, entry_id: str) -> None:
         assignment = await self.chat_assignment(entry_id, lines=kind == "chat_connected")
-        if assignment is None:
-            return
-        message: dict[str, Any] = {"type": kind, "assignment": assignment}
-        if kind == "chat_offer":
-            message["expires_at"] = assignment["expires_at"]
-        desktop.send(message)
-        if kind == "chat_offer":
-            await audit(
-                self.service.db,
-                "view_packet",
-                actor=desktop.username or None,
-                actor_id=desktop.agent_id,
-                target=assignment["packet"].get("id"),
-                via="screen pop",
-            )
+        await self._send_pop(desktop, kind, assignment, offer=kind == "chat_offer")
 
     async def _pushed(self, push: Any, attempts: int = 10) -> None:
         """Run ``push`` (a coroutine function), again while the database is unavailable: an
@@ -330,13 +316,18 @@ class DesktopHub:
 
     async def _send_assignment(self, desktop: Desktop, kind: str, entry_id: str) -> None:
         assignment = await self.service.assignment(entry_id)
+        await self._send_pop(desktop, kind, assignment, offer=kind == "offer")
+
+    async def _send_pop(
+        self, desktop: Desktop, kind: str, assignment: dict[str, Any] | None, *, offer: bool
+    ) -> None:
         if assignment is None:
             return
         message: dict[str, Any] = {"type": kind, "assignment": assignment}
-        if kind == "offer":
+        if offer:
             message["expires_at"] = assignment["expires_at"]
         desktop.send(message)
-        if kind == "offer":
+        if offer:
             # The screen pop shows the packet: it is a view like any other, audited after
             # the send so that the write never delays the pop.
             await audit(

@@ -36,7 +36,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,7 +338,9 @@ class MessagingChannel:
         self.seen = SeenIds(settings.data_dir / SEEN)
         self._threads: dict[str, Thread] = {}  # by customer number
         self._by_call: dict[str, Thread] = {}
-        self._numbers: dict[str, asyncio.Lock] = {}
+        # number -> [its lock, how many are using or waiting for it]: dropped at zero, so a
+        # number that wrote once does not keep a lock for the life of the server
+        self._numbers: dict[str, list[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -368,8 +370,7 @@ class MessagingChannel:
         if not text:
             raise MessagingError("'text' is empty")
         # One number's messages are handled one at a time, in arrival order.
-        lock = self._numbers.setdefault(number, asyncio.Lock())
-        async with lock:
+        async with self._number_lock(number):
             if message.id in self.seen:
                 thread = self._threads.get(number)
                 return {
@@ -524,6 +525,19 @@ class MessagingChannel:
                 extra={"call_id": thread.call_id},
             )
 
+    @contextlib.asynccontextmanager
+    async def _number_lock(self, number: str) -> AsyncIterator[None]:
+        """One number's messages are handled one at a time, in arrival order."""
+        held = self._numbers.setdefault(number, [asyncio.Lock(), 0])
+        held[1] += 1
+        try:
+            async with held[0]:
+                yield
+        finally:
+            held[1] -= 1
+            if held[1] == 0:
+                del self._numbers[number]
+
     async def sweep_idle(self) -> int:
         """End the conversations idle longer than VOICEBOT_MESSAGING_IDLE_HOURS; how many."""
         ended = 0
@@ -532,7 +546,7 @@ class MessagingChannel:
                 continue
             # The number's lock, as a message would take: one arriving now either comes first
             # (and the conversation is no longer idle) or finds it over and starts a new one.
-            async with self._numbers.setdefault(thread.number, asyncio.Lock()):
+            async with self._number_lock(thread.number):
                 if self._threads.get(thread.number) is not thread or not self._idle(thread):
                     continue
                 async with thread.lock:

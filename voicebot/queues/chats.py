@@ -187,13 +187,7 @@ class ChatWork(Routing):
             agent_id = entry.offered_to if previous == "offered" else entry.agent_id
             until: dt.datetime | None = None
             if previous in ("waiting", "offered"):
-                entry.status = "abandoned"
-                entry.ended_at = now
-                entry.end_reason = reason
-                call = await session.get(Call, entry.call_id)
-                if call is not None:
-                    call.outcome = "abandoned"
-                    call.ended_at = now
+                await self._mark_abandoned(session, entry, now, reason)
                 if previous == "offered" and agent_id is not None:
                     await self._decide_offer(session, entry_id, agent_id, "withdrawn", now)
             else:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from voicebot.queues.events import Event, EventBus
 from voicebot.queues.terms import STAFFED, QueueError, has_skills
 from voicebot.store.db import Database
-from voicebot.store.models import Agent, AgentStateChange, Offer, QueueEntry
+from voicebot.store.models import Agent, AgentStateChange, Call, Offer, QueueEntry
 
 DECLINE_COOLDOWN = 30.0
 CHAT = "chat"
@@ -361,3 +361,16 @@ class Routing:
         if offer is not None:
             offer.outcome = outcome
             offer.decided_at = now
+
+    @staticmethod
+    async def _mark_abandoned(
+        session: AsyncSession, entry: QueueEntry, now: dt.datetime, reason: str
+    ) -> None:
+        """A contact that left before an agent took it: the entry and its call say so."""
+        entry.status = "abandoned"
+        entry.ended_at = now
+        entry.end_reason = reason
+        call = await session.get(Call, entry.call_id)
+        if call is not None:
+            call.outcome = "abandoned"
+            call.ended_at = now

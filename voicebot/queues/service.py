@@ -433,13 +433,7 @@ class QueueService(CallRecords, QueueFigures, ChatWork):
                 return None
             previous, agent_id, queue = entry.status, entry.offered_to, entry.queue
             if previous in ("waiting", "offered"):
-                entry.status = "abandoned"
-                entry.ended_at = now
-                entry.end_reason = reason
-                call = await session.get(Call, entry.call_id)
-                if call is not None:
-                    call.outcome = "abandoned"
-                    call.ended_at = now
+                await self._mark_abandoned(session, entry, now, reason)
             if previous == "offered" and agent_id is not None:
                 agent = await self._agent_for_update(session, agent_id)
                 self._set_state(session, agent, "available", now)
