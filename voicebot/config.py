@@ -281,11 +281,15 @@ class Settings(BaseSettings):
         "this server's own pages.",
     )
     chat_resume_seconds: float = Field(
-        default=120, ge=0, description="How long a web chat whose socket dropped is kept for "
+        default=120,
+        ge=0,
+        description="How long a web chat whose socket dropped is kept for "
         "the widget to reconnect to it; then it ends (and leaves the queue).",
     )
     chat_max_conversations: int = Field(
-        default=500, ge=1, description="Web chats one server holds at once (bot and agent "
+        default=500,
+        ge=1,
+        description="Web chats one server holds at once (bot and agent "
         "parts); more are refused with a clear message.",
     )
     encryption_keys: SecretStr | None = Field(
@@ -306,8 +310,9 @@ class Settings(BaseSettings):
         "are anonymous.",
     )
     chat_identity_max_age: float = Field(
-        default=24 * 3600, gt=0, description="Seconds an identity token is accepted after it "
-        "was signed.",
+        default=24 * 3600,
+        gt=0,
+        description="Seconds an identity token is accepted after it was signed.",
     )
     messaging_secret: SecretStr | None = Field(
         default=None,
@@ -320,7 +325,9 @@ class Settings(BaseSettings):
         "endpoint). Unset: replies stay in the spool until it is set.",
     )
     messaging_idle_hours: float = Field(
-        default=24.0, gt=0, description="A messaging conversation idle this long ends; the "
+        default=24.0,
+        gt=0,
+        description="A messaging conversation idle this long ends; the "
         "next message starts a new one.",
     )
     messaging_timeout: float = Field(
